@@ -1,0 +1,193 @@
+/**
+ * Makes the 5-frame clip (API.md, "The video") with ffmpeg.wasm in a child
+ * Deno process per job, killed when it overruns or the job is cancelled.
+ */
+import type { FfmpegSpec } from "./ffmpeg_child.ts";
+
+export interface ClipRequest {
+  /** The stored upload. */
+  input: string;
+  /** Where the MP4 goes; written only if the encode succeeds. */
+  output: string;
+  /** Displayed size (EXIF orientation applied). */
+  width: number;
+  height: number;
+  /** EXIF orientation 1-8 of the stored pixels. */
+  orientation: number;
+  signal?: AbortSignal;
+}
+
+/** Makes a clip or throws {@link EncodeError}. */
+export interface Encoder {
+  makeClip(req: ClipRequest): Promise<void>;
+}
+
+export class EncodeError extends Error {
+  constructor(
+    readonly code: "encode_failed" | "encode_timeout" | "encode_aborted",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export const FRAMES = 5;
+export const FPS = 5;
+export const MAX_SIDE = 1280;
+
+/**
+ * The clip's size: the displayed aspect ratio, longest side at most 1280,
+ * both sides even (yuv420p halves the chroma planes).
+ *
+ * @example clipSize(1920, 1080) // { width: 1280, height: 720 }
+ */
+export function clipSize(width: number, height: number) {
+  const scale = Math.min(1, MAX_SIDE / Math.max(width, height));
+  const even = (n: number) => Math.max(2, Math.round((n * scale) / 2) * 2);
+  return { width: even(width), height: even(height) };
+}
+
+/** Filters that turn stored pixels upright for each EXIF orientation. */
+const ORIENT: Record<number, string[]> = {
+  1: [],
+  2: ["hflip"],
+  3: ["hflip", "vflip"],
+  4: ["vflip"],
+  5: ["transpose=0"],
+  6: ["transpose=1"],
+  7: ["transpose=3"],
+  8: ["transpose=2"],
+};
+
+/** The ffmpeg arguments for a clip of `req` read from `input`, written to `output`. */
+export function clipArgs(
+  req: Pick<ClipRequest, "width" | "height" | "orientation">,
+  input: string,
+  output: string,
+): string[] {
+  const { width, height } = clipSize(req.width, req.height);
+  // A slow zoom to 110 % towards the centre: each frame differs from the last.
+  const zoom =
+    `zoompan=z='1+0.025*on':x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)'` +
+    `:d=${FRAMES}:s=${width}x${height}:fps=${FPS}`;
+  const filters = [
+    ...(ORIENT[req.orientation] ?? []),
+    `scale=${width}:${height}:flags=lanczos`,
+    "format=yuv420p",
+    zoom,
+  ];
+  return [
+    "-noautorotate", // orientation is applied above, from our own EXIF read
+    "-i",
+    input,
+    "-vf",
+    filters.join(","),
+    "-frames:v",
+    String(FRAMES),
+    "-c:v",
+    "libx264",
+    "-preset",
+    "veryfast",
+    "-pix_fmt",
+    "yuv420p",
+    "-movflags",
+    "+faststart",
+    "-an",
+    output,
+  ];
+}
+
+export interface ChildOptions {
+  /** Kill the encoder after this long. */
+  timeoutMs: number;
+}
+
+const CHILD = new URL("./ffmpeg_child.ts", import.meta.url);
+const CONFIG = new URL("../deno.json", import.meta.url);
+
+/**
+ * Runs one ffmpeg command in a child process. Resolves with the exit code and
+ * the tail of ffmpeg's log; rejects with {@link EncodeError} on timeout/abort.
+ */
+export async function runFfmpeg(
+  spec: FfmpegSpec,
+  opts: { timeoutMs: number; signal?: AbortSignal; writeDir: string },
+): Promise<{ code: number; log: string }> {
+  if (opts.signal?.aborted) {
+    throw new EncodeError("encode_aborted", "The job was cancelled.");
+  }
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--quiet",
+      "--no-prompt",
+      `--config=${CONFIG.pathname}`,
+      "--allow-read",
+      `--allow-write=${opts.writeDir}`,
+      CHILD.pathname,
+      JSON.stringify(spec),
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let why: EncodeError | null = null;
+  const kill = (reason: EncodeError) => {
+    why ??= reason;
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  };
+  const timer = setTimeout(
+    () =>
+      kill(
+        new EncodeError("encode_timeout", "Making the video took too long."),
+      ),
+    opts.timeoutMs,
+  );
+  const onAbort = () =>
+    kill(new EncodeError("encode_aborted", "The job was cancelled."));
+  opts.signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    const [log, status] = await Promise.all([
+      tail(child.stderr, 4000),
+      child.status,
+    ]);
+    if (why) throw why;
+    return { code: status.code, log };
+  } finally {
+    clearTimeout(timer);
+    opts.signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+/** The last `max` characters of a stream, read without keeping the rest. */
+async function tail(stream: ReadableStream<Uint8Array>, max: number) {
+  const decoder = new TextDecoder();
+  let text = "";
+  for await (const chunk of stream) {
+    text = (text + decoder.decode(chunk, { stream: true })).slice(-max);
+  }
+  return text;
+}
+
+/** The real encoder: ffmpeg.wasm in a child process per clip. */
+export class ChildEncoder implements Encoder {
+  constructor(private readonly opts: ChildOptions) {}
+
+  async makeClip(req: ClipRequest): Promise<void> {
+    const writeDir = req.output.slice(0, req.output.lastIndexOf("/")) || ".";
+    const { code, log } = await runFfmpeg({
+      inputs: [{ path: req.input, name: "input" }],
+      args: clipArgs(req, "input", "out.mp4"),
+      outputs: [{ name: "out.mp4", path: req.output }],
+    }, { timeoutMs: this.opts.timeoutMs, signal: req.signal, writeDir });
+    if (code !== 0) {
+      const last = log.trim().split("\n").slice(-3).join(" ");
+      throw new EncodeError(
+        "encode_failed",
+        `The video could not be made from this image (${last.slice(0, 300)}).`,
+      );
+    }
+  }
+}

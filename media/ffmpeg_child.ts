@@ -1,0 +1,51 @@
+/**
+ * Runs one ffmpeg.wasm command in its own Deno process, so that the ~135 MB the
+ * core loads and the 350-430 MB a 1080p encode peaks at (DESIGN.md) go back to
+ * the OS when the process ends, and a crash or a hang cannot touch the server.
+ *
+ * Usage: deno run --allow-read --allow-write=<dir> media/ffmpeg_child.ts '<json spec>'
+ * where the spec is {@link FfmpegSpec}. Exit code: ffmpeg's own (0 = success).
+ */
+// @ts-types="../node_modules/@ffmpeg/ffmpeg/dist/esm/classes.d.ts"
+import { FFmpeg } from "@ffmpeg/ffmpeg/classes";
+
+/** What the child does: copy inputs in, run ffmpeg, copy outputs out. */
+export interface FfmpegSpec {
+  /** Host file → name inside ffmpeg's in-memory file system. */
+  inputs: { path: string; name: string }[];
+  args: string[];
+  /** Name inside ffmpeg's file system → host file (written only on success). */
+  outputs: { name: string; path: string }[];
+}
+
+const CORE_DIR = new URL(
+  "../node_modules/@ffmpeg/core/dist/esm/",
+  import.meta.url,
+);
+
+async function main(spec: FfmpegSpec): Promise<number> {
+  const ffmpeg = new FFmpeg();
+  ffmpeg.on("log", ({ message }) => console.error(message));
+  await ffmpeg.load({
+    coreURL: new URL("ffmpeg-core.js", CORE_DIR).href,
+    wasmURL: new URL("ffmpeg-core.wasm", CORE_DIR).href,
+  });
+  for (const input of spec.inputs) {
+    await ffmpeg.writeFile(input.name, await Deno.readFile(input.path));
+  }
+  const code = await ffmpeg.exec(spec.args);
+  if (code === 0) {
+    for (const output of spec.outputs) {
+      const data = await ffmpeg.readFile(output.name);
+      if (typeof data === "string") throw new Error("unexpected text output");
+      await Deno.writeFile(output.path, data);
+    }
+  }
+  ffmpeg.terminate();
+  return code;
+}
+
+if (import.meta.main) {
+  const code = await main(JSON.parse(Deno.args[0]) as FfmpegSpec);
+  Deno.exit(code);
+}

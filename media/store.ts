@@ -1,0 +1,84 @@
+/**
+ * Where uploads and videos live. Files are written under a temporary name and
+ * renamed into place, so a reader never sees half a file (DESIGN.md, "Files
+ * on disk, metadata in KV"). Names come from job ids, never from the client.
+ * Behind this interface an object store could replace the disk.
+ */
+import { join } from "node:path";
+
+export interface Store {
+  /** A new, empty temporary file for bytes on their way in. */
+  createTemp(suffix: string): Promise<{ path: string; file: Deno.FsFile }>;
+  /** Moves a finished temporary upload into place as the job's image. */
+  commitUpload(tempPath: string, id: string): Promise<void>;
+  uploadPath(id: string): string;
+  /** Where the encoder writes; moved into place by {@link commitVideo}. */
+  videoTempPath(id: string): string;
+  /** Moves the encoded video into place and returns its size in bytes. */
+  commitVideo(id: string): Promise<number>;
+  videoPath(id: string): string;
+  /** Removes a file if it is there. */
+  remove(path: string): Promise<void>;
+}
+
+/** The store on the local disk under `DATA_DIR`. */
+export class DiskStore implements Store {
+  readonly uploads: string;
+  readonly videos: string;
+  readonly tmp: string;
+
+  constructor(readonly dir: string) {
+    this.uploads = join(dir, "uploads");
+    this.videos = join(dir, "videos");
+    this.tmp = join(dir, "tmp");
+  }
+
+  /** Creates the folders; call once before use. */
+  async init(): Promise<this> {
+    for (const d of [this.uploads, this.videos, this.tmp]) {
+      await Deno.mkdir(d, { recursive: true });
+    }
+    return this;
+  }
+
+  async createTemp(suffix: string) {
+    const path = join(this.tmp, `${crypto.randomUUID()}${suffix}`);
+    const file = await Deno.open(path, { write: true, createNew: true });
+    return { path, file };
+  }
+
+  commitUpload(tempPath: string, id: string) {
+    return Deno.rename(tempPath, this.uploadPath(id));
+  }
+
+  uploadPath(id: string) {
+    return join(this.uploads, safeId(id));
+  }
+
+  videoTempPath(id: string) {
+    return join(this.tmp, `${safeId(id)}.mp4.part`);
+  }
+
+  async commitVideo(id: string) {
+    await Deno.rename(this.videoTempPath(id), this.videoPath(id));
+    return (await Deno.stat(this.videoPath(id))).size;
+  }
+
+  videoPath(id: string) {
+    return join(this.videos, `${safeId(id)}.mp4`);
+  }
+
+  async remove(path: string) {
+    try {
+      await Deno.remove(path);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+}
+
+/** Ids are ours, but a path is built from one only if it cannot escape. */
+function safeId(id: string): string {
+  if (!/^[0-9A-Za-z_-]{1,64}$/.test(id)) throw new Error(`bad id ${id}`);
+  return id;
+}

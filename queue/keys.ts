@@ -1,0 +1,30 @@
+/**
+ * The one KV key schema. Every key the service reads or writes is built here.
+ *
+ * Pending jobs are keyed by (createdAt, id), so a list of the prefix returns
+ * them in arrival order and a job's position is the number of keys before it.
+ */
+export const keys = {
+  /** The job record. */
+  job: (id: string) => ["jobs", id] as const,
+  /** Index of a session's jobs; ids sort by creation time. */
+  sessionJob: (session: string, id: string) =>
+    ["session_jobs", session, id] as const,
+  sessionJobs: (session: string) => ["session_jobs", session] as const,
+  /** A waiting job's place in line. */
+  pending: (createdAt: number, id: string) =>
+    ["pending", createdAt, id] as const,
+  pendingAll: () => ["pending"] as const,
+  /** How many jobs are waiting; its versionstamp changes with every queue move. */
+  depth: () => ["queue", "depth"] as const,
+  /** The model slot: who holds it, for which job, until when. */
+  lease: () => ["lease", "model"] as const,
+  /** The running job's progress, written ≥ 4×/s apart from the record. */
+  progress: (id: string) => ["progress", id] as const,
+  /** The HMAC key for session cookies and video URLs. */
+  secret: () => ["meta", "secret"] as const,
+  /** Uploads a session made in one minute bucket. */
+  rate: (session: string, minute: number) => ["rate", session, minute] as const,
+  /** Counters for /metrics (Deno.KvU64). */
+  stat: (name: string) => ["stats", name] as const,
+};

@@ -1,0 +1,67 @@
+/**
+ * The one worker loop that owns the model slot. The KV queue is only a
+ * doorbell: `listenQueue` runs handlers concurrently and hands a message out
+ * again when its handler runs past ~5 s (DESIGN.md), so the handler just
+ * rings, and this loop claims the oldest pending job with an atomic check.
+ * A timer rings too, for KV Connect (no queue delivery) and after a crash.
+ */
+import { claimNext, handBack } from "./jobs.ts";
+import { type ModelDeps, runJob, type RunOutcome } from "./model.ts";
+
+export interface WorkerOptions extends ModelDeps {
+  /** Look for work at least this often without a doorbell. */
+  idleMs: number;
+  /** Called after each job, for tests and logs. */
+  onRun?: (id: string, outcome: RunOutcome) => void;
+}
+
+export class ModelWorker {
+  #stop = new AbortController();
+  #bell = new AbortController();
+  #loop: Promise<void> | null = null;
+
+  constructor(private readonly deps: WorkerOptions) {}
+
+  /** Starts the loop; it runs until {@link stop}. */
+  start(): this {
+    this.#loop ??= this.#run();
+    return this;
+  }
+
+  /** Wakes the loop if it is waiting for work. Safe to call any number of times. */
+  ring(): void {
+    this.#bell.abort();
+  }
+
+  /** Stops the loop; a running job is handed back to the queue at its place. */
+  async stop(): Promise<void> {
+    this.#stop.abort();
+    await this.#loop;
+  }
+
+  async #run(): Promise<void> {
+    const { kv, clock } = this.deps;
+    while (!this.#stop.signal.aborted) {
+      this.#bell = new AbortController();
+      const job = await claimNext(kv, {
+        owner: this.deps.owner,
+        now: clock.now(),
+        leaseMs: this.deps.leaseMs,
+        retentionMs: this.deps.retentionMs,
+      });
+      if (!job) {
+        const wake = this.#bell;
+        const onStop = () => wake.abort();
+        this.#stop.signal.addEventListener("abort", onStop, { once: true });
+        await clock.sleep(this.deps.idleMs, wake.signal);
+        this.#stop.signal.removeEventListener("abort", onStop);
+        continue;
+      }
+      const outcome = await runJob(this.deps, job, this.#stop.signal);
+      if (outcome === "stopped") {
+        await handBack(kv, this.deps.owner, job.id, clock.now());
+      }
+      this.deps.onRun?.(job.id, outcome);
+    }
+  }
+}
