@@ -24,7 +24,7 @@ export interface Config {
   hostname: string;
   dataDir: string;
   kvPath: string;
-  modelDurationMs: number;
+  modelMs: number;
   maxUploadBytes: number;
   maxQueue: number;
   uploadsPerMinute: number;
@@ -39,7 +39,7 @@ export class ConfigError extends Error {}
  * Reads the configuration from `env` (by default the process environment).
  *
  * @example
- * loadConfig({ PORT: "0", MODEL_DURATION_MS: "200" }).modelDurationMs // 200
+ * loadConfig({ PORT: "0", MODEL_DURATION_MS: "200" }).modelMs // 200
  */
 export function loadConfig(
   env: Record<string, string | undefined> = Deno.env.toObject(),
@@ -62,7 +62,7 @@ export function loadConfig(
     hostname: e.HOSTNAME,
     dataDir: e.DATA_DIR,
     kvPath: e.KV_PATH ?? `${e.DATA_DIR}/kv.sqlite3`,
-    modelDurationMs: e.MODEL_DURATION_MS,
+    modelMs: e.MODEL_DURATION_MS,
     maxUploadBytes: e.MAX_UPLOAD_BYTES,
     maxQueue: e.MAX_QUEUE,
     uploadsPerMinute: e.UPLOADS_PER_MINUTE,

@@ -1,0 +1,97 @@
+/**
+ * `createApp(deps)`: the HTTP side, built only from what it is given, so that
+ * tests build it with `Deno.openKv(":memory:")`, a fake clock and a temp dir.
+ */
+import { Hono } from "hono";
+import { HTTPException } from "hono/http-exception";
+import { secureHeaders } from "hono/secure-headers";
+import type { Config } from "./config.ts";
+import type { Store } from "./media/store.ts";
+import type { Clock } from "./queue/clock.ts";
+import type { JobHub } from "./queue/hub.ts";
+import type { QueueView } from "./queue/view.ts";
+import { assetRoutes } from "./routes/assets.ts";
+import { ApiError } from "./routes/errors.ts";
+import { eventRoutes } from "./routes/events.ts";
+import { jobRoutes } from "./routes/jobs.ts";
+import { mediaRoutes } from "./routes/media.ts";
+import { opsRoutes } from "./routes/ops.ts";
+import { sameOrigin } from "./routes/origin.ts";
+import { pageRoutes } from "./routes/pages.tsx";
+import { session, type SessionEnv } from "./routes/session.ts";
+
+export interface AppDeps {
+  kv: Deno.Kv;
+  clock: Clock;
+  store: Store;
+  config: Config;
+  /** HMAC key for session cookies and video URLs. */
+  key: CryptoKey;
+  queue: QueueView;
+  hub: JobHub;
+  /** Wakes this process's model worker, if it has one. */
+  ring: () => void;
+  /** True once a graceful stop has begun: uploads get 503. */
+  draining: () => boolean;
+}
+
+export function createApp(deps: AppDeps): Hono<SessionEnv> {
+  const app = new Hono<SessionEnv>();
+  app.use(secureHeaders({
+    contentSecurityPolicy: {
+      defaultSrc: ["'self'"],
+      scriptSrc: ["'self'"],
+      styleSrc: ["'self'", "'unsafe-inline'"], // the progress bar's width
+      imgSrc: ["'self'", "blob:", "data:"],
+      mediaSrc: ["'self'", "blob:"],
+      connectSrc: ["'self'"],
+      objectSrc: ["'none'"],
+      baseUri: ["'none'"],
+      frameAncestors: ["'none'"],
+      formAction: ["'self'"],
+    },
+    crossOriginEmbedderPolicy: false,
+  }));
+  app.route("/", opsRoutes(deps));
+  app.route("/assets", assetRoutes());
+  app.use(session(deps.key));
+  app.use(sameOrigin());
+  app.route("/", pageRoutes(deps));
+  app.route("/api/jobs", jobRoutes(deps));
+  app.route("/api/jobs", eventRoutes(deps));
+  app.route("/media", mediaRoutes(deps));
+
+  app.notFound((c) =>
+    c.json({
+      error: {
+        code: "not_found",
+        message: "There is nothing at this address.",
+      },
+    }, 404)
+  );
+  app.onError((err, c) => {
+    if (err instanceof ApiError) {
+      return c.json(
+        { error: { code: err.code, message: err.message } },
+        err.status,
+        err.headers,
+      );
+    }
+    if (err instanceof HTTPException && err.status < 500) {
+      return c.json(
+        {
+          error: {
+            code: "bad_request",
+            message: err.message || "The request is not valid.",
+          },
+        },
+        err.status,
+      );
+    }
+    console.error(err);
+    return c.json({
+      error: { code: "internal", message: "Something went wrong on our side." },
+    }, 500);
+  });
+  return app;
+}

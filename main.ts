@@ -1,0 +1,45 @@
+/**
+ * `deno task start`: serves the page and the API and runs the model worker
+ * (ROLE=all), on the embedded KV file under DATA_DIR (API.md).
+ */
+import { ConfigError, loadConfig } from "./config.ts";
+import { startService } from "./service.ts";
+
+let config;
+try {
+  config = loadConfig();
+} catch (e) {
+  if (!(e instanceof ConfigError)) throw e;
+  console.error(`img2vid: ${e.message}`);
+  Deno.exit(1);
+}
+
+const service = await startService(config);
+const server = service.app
+  ? Deno.serve({
+    port: config.port,
+    hostname: config.hostname,
+    onListen: ({ hostname, port }) => {
+      const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+      console.log(`listening on http://${host}:${port}/`);
+    },
+  }, service.app.fetch)
+  : null;
+if (!server) console.log(`worker running (ROLE=${config.role})`);
+
+let stopping = false;
+const stop = async () => {
+  if (stopping) return;
+  stopping = true;
+  // Uploads get 503 from here on; the running job goes back to the queue.
+  // Open event streams would hold shutdown() forever; give them a moment.
+  const closing = service.close();
+  await Promise.race([
+    server?.shutdown(),
+    new Promise((r) => setTimeout(r, 2000)),
+  ]);
+  await closing;
+  Deno.exit(0);
+};
+Deno.addSignalListener("SIGTERM", stop);
+Deno.addSignalListener("SIGINT", stop);

@@ -1,0 +1,79 @@
+/** Builds the API's Job JSON for route handlers and the page. */
+import type { Clock } from "../queue/clock.ts";
+import type { JobRecord, Progress } from "../queue/jobs.ts";
+import { keys } from "../queue/keys.ts";
+import { type ApiJob, type QueueView, toApiJob } from "../queue/view.ts";
+import { sign } from "./session.ts";
+
+export interface ViewDeps {
+  kv: Deno.Kv;
+  clock: Clock;
+  queue: QueueView;
+  key: CryptoKey;
+  config: { modelMs: number };
+}
+
+/** How long a video URL works (API.md: an hour at most). */
+export const VIDEO_URL_TTL_MS = 15 * 60_000;
+
+/** A short-lived video address bound to the job and its owner's session. */
+export async function videoUrl(
+  key: CryptoKey,
+  job: Pick<JobRecord, "id" | "session">,
+  now: number,
+): Promise<{ url: string; expiresAt: number }> {
+  const expiresAt = now + VIDEO_URL_TTL_MS;
+  const sig = await sign(
+    key,
+    "video",
+    videoClaim(job.id, job.session, expiresAt),
+  );
+  return { url: `/media/${job.id}?exp=${expiresAt}&sig=${sig}`, expiresAt };
+}
+
+/** What a video URL's signature covers. */
+export const videoClaim = (id: string, session: string, exp: number) =>
+  `${id}:${session}:${exp}`;
+
+/** Views of several jobs: one queue read, progress read only for running ones. */
+export async function viewJobs(
+  deps: ViewDeps,
+  jobs: JobRecord[],
+): Promise<ApiJob[]> {
+  const queue = await deps.queue.state();
+  const running = jobs.filter((j) => j.status === "processing");
+  const progress = new Map<string, Progress | null>();
+  for (let i = 0; i < running.length; i += 10) {
+    const batch = running.slice(i, i + 10);
+    const entries = await deps.kv.getMany<Progress[]>(
+      batch.map((j) => keys.progress(j.id)),
+    );
+    batch.forEach((j, k) => progress.set(j.id, entries[k].value));
+  }
+  const now = deps.clock.now();
+  return Promise.all(jobs.map(async (job) =>
+    toApiJob(job, {
+      queue,
+      progress: progress.get(job.id) ?? null,
+      now,
+      modelMs: deps.config.modelMs,
+      video: job.status === "done" ? await videoUrl(deps.key, job, now) : null,
+    })
+  ));
+}
+
+/** The view of one job whose progress is already known (SSE). */
+export async function viewSnapshot(
+  deps: ViewDeps,
+  job: JobRecord,
+  progress: Progress | null,
+): Promise<ApiJob> {
+  const now = deps.clock.now();
+  return toApiJob(job, {
+    queue: await deps.queue.state(),
+    progress,
+    now,
+    modelMs: deps.config.modelMs,
+    video: job.status === "done" ? await videoUrl(deps.key, job, now) : null,
+  });
+}

@@ -1,0 +1,59 @@
+/** `GET /healthz` and `GET /metrics` (Prometheus text format 0.0.4). */
+import { Hono } from "hono";
+import type { AppDeps } from "../app.ts";
+import { keys } from "../queue/keys.ts";
+
+export function opsRoutes(deps: AppDeps) {
+  return new Hono()
+    .get("/healthz", async (c) => {
+      try {
+        await deps.kv.get(keys.depth());
+        return c.json({ ok: true });
+      } catch {
+        return c.json({ ok: false }, 503);
+      }
+    })
+    .get("/metrics", async (c) => {
+      const stats = [
+        "jobs_done",
+        "jobs_failed",
+        "jobs_cancelled",
+        "model_busy_ms",
+        "upload_bytes_refused",
+      ];
+      const entries = await deps.kv.getMany<Deno.KvU64[]>(stats.map(keys.stat));
+      const n = (i: number) => Number(entries[i].value?.value ?? 0n);
+      const { depth, current } = await deps.queue.state();
+      const lines = [
+        "# HELP img2vid_queue_depth Jobs waiting for the model (the running one not counted).",
+        "# TYPE img2vid_queue_depth gauge",
+        `img2vid_queue_depth ${depth}`,
+        "# HELP img2vid_model_busy Whether the model is running a job.",
+        "# TYPE img2vid_model_busy gauge",
+        `img2vid_model_busy ${current ? 1 : 0}`,
+        "# HELP img2vid_jobs_total Jobs by final state.",
+        "# TYPE img2vid_jobs_total counter",
+        `img2vid_jobs_total{state="done"} ${n(0)}`,
+        `img2vid_jobs_total{state="failed"} ${n(1)}`,
+        `img2vid_jobs_total{state="cancelled"} ${n(2)}`,
+        "# HELP img2vid_model_busy_seconds_total Time the model spent on jobs that ended.",
+        "# TYPE img2vid_model_busy_seconds_total counter",
+        `img2vid_model_busy_seconds_total ${n(3) / 1000}`,
+        "# HELP img2vid_upload_refused_bytes_total Bytes received in uploads that were refused.",
+        "# TYPE img2vid_upload_refused_bytes_total counter",
+        `img2vid_upload_refused_bytes_total ${n(4)}`,
+        "# HELP img2vid_sse_clients Open event streams in this process.",
+        "# TYPE img2vid_sse_clients gauge",
+        `img2vid_sse_clients ${deps.hub.listeners}`,
+        "# HELP img2vid_kv_watches KV watches (or polls) in this process, one per watched job.",
+        "# TYPE img2vid_kv_watches gauge",
+        `img2vid_kv_watches ${deps.hub.watching}`,
+        "# HELP process_resident_memory_bytes Resident memory of this process.",
+        "# TYPE process_resident_memory_bytes gauge",
+        `process_resident_memory_bytes ${Deno.memoryUsage().rss}`,
+      ];
+      return c.text(lines.join("\n") + "\n", 200, {
+        "Content-Type": "text/plain; version=0.0.4; charset=utf-8",
+      });
+    });
+}

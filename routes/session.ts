@@ -1,0 +1,83 @@
+/**
+ * Sessions, not accounts (DESIGN.md): an HttpOnly, SameSite=Lax cookie holding
+ * a random id and its HMAC. A tampered or unknown cookie is a new session.
+ */
+import type { MiddlewareHandler } from "hono";
+import { getCookie, setCookie } from "hono/cookie";
+import { decodeBase64Url, encodeBase64Url } from "./_base64.ts";
+
+export const SESSION_COOKIE = "img2vid_session";
+
+export type SessionEnv = { Variables: { session: string } };
+
+/** A key for HMAC-SHA256 from raw secret bytes. */
+export function importSecret(raw: Uint8Array<ArrayBuffer>): Promise<CryptoKey> {
+  return crypto.subtle.importKey(
+    "raw",
+    raw,
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign", "verify"],
+  );
+}
+
+/** `base64url(HMAC(key, purpose + ":" + value))`. */
+export async function sign(
+  key: CryptoKey,
+  purpose: string,
+  value: string,
+): Promise<string> {
+  const mac = await crypto.subtle.sign(
+    "HMAC",
+    key,
+    new TextEncoder().encode(`${purpose}:${value}`),
+  );
+  return encodeBase64Url(new Uint8Array(mac));
+}
+
+/** Checks a signature from {@link sign}; WebCrypto compares in constant time. */
+export async function verify(
+  key: CryptoKey,
+  purpose: string,
+  value: string,
+  signature: string,
+): Promise<boolean> {
+  const mac = decodeBase64Url(signature);
+  if (!mac || mac.length !== 32) return false;
+  return crypto.subtle.verify(
+    "HMAC",
+    key,
+    mac,
+    new TextEncoder().encode(`${purpose}:${value}`),
+  );
+}
+
+/** Reads or issues the session; handlers read it as `c.get("session")`. */
+export function session(key: CryptoKey): MiddlewareHandler<SessionEnv> {
+  return async function session(c, next) {
+    const cookie = getCookie(c, SESSION_COOKIE) ?? "";
+    const [id, mac] = cookie.split(".");
+    if (
+      id && mac && /^[A-Za-z0-9_-]{22}$/.test(id) &&
+      await verify(key, "session", id, mac)
+    ) {
+      c.set("session", id);
+    } else {
+      const fresh = encodeBase64Url(crypto.getRandomValues(new Uint8Array(16)));
+      c.set("session", fresh);
+      setCookie(
+        c,
+        SESSION_COOKIE,
+        `${fresh}.${await sign(key, "session", fresh)}`,
+        {
+          httpOnly: true,
+          sameSite: "Lax",
+          path: "/",
+          maxAge: 400 * 24 * 3600, // the longest browsers keep (RFC 6265bis §5.5)
+          secure: new URL(c.req.url).protocol === "https:",
+        },
+      );
+    }
+    await next();
+  };
+}
