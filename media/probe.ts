@@ -57,7 +57,7 @@ export function sniffType(head: Uint8Array): ImageType | null {
 /** Reads type, dimensions and orientation, or throws {@link ProbeError}. */
 export async function probeImage(src: ByteSource): Promise<ImageInfo> {
   const reader = new BufferedSource(src);
-  const type = sniffType(await reader.bytes(0, 12));
+  const type = sniffType(await src.read(0, 12));
   if (!type) {
     throw new ProbeError(
       "unsupported_type",

@@ -1,0 +1,76 @@
+import assert from "node:assert/strict";
+import { fileRangeStream, parseRange } from "./range.ts";
+
+Deno.test("parseRange follows RFC 9110 §14.1.2 for one range", () => {
+  assert.deepEqual(parseRange("bytes=0-", 1000), {
+    kind: "partial",
+    start: 0,
+    end: 999,
+  });
+  assert.deepEqual(parseRange("bytes=0-99", 1000), {
+    kind: "partial",
+    start: 0,
+    end: 99,
+  });
+  assert.deepEqual(parseRange("bytes=900-5000", 1000), {
+    kind: "partial",
+    start: 900,
+    end: 999,
+  });
+  assert.deepEqual(parseRange("bytes=-100", 1000), {
+    kind: "partial",
+    start: 900,
+    end: 999,
+  });
+  assert.deepEqual(parseRange("bytes=-5000", 1000), {
+    kind: "partial",
+    start: 0,
+    end: 999,
+  });
+  assert.deepEqual(parseRange("bytes=999-999", 1000), {
+    kind: "partial",
+    start: 999,
+    end: 999,
+  });
+});
+
+Deno.test("parseRange: past the end is unsatisfiable (416)", () => {
+  assert.deepEqual(parseRange("bytes=1000-", 1000), { kind: "unsatisfiable" });
+  assert.deepEqual(parseRange("bytes=5000-6000", 1000), {
+    kind: "unsatisfiable",
+  });
+  assert.deepEqual(parseRange("bytes=-0", 1000), { kind: "unsatisfiable" });
+});
+
+Deno.test("parseRange ignores what it may ignore: none, other units, several, invalid", () => {
+  for (
+    const h of [
+      null,
+      "",
+      "items=0-1",
+      "bytes=0-1,5-9",
+      "bytes=9-1",
+      "bytes=-",
+      "garbage",
+    ]
+  ) {
+    assert.deepEqual(parseRange(h, 1000), { kind: "full" }, String(h));
+  }
+});
+
+Deno.test("fileRangeStream yields exactly the requested bytes and closes the file", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/f`;
+  const data = Uint8Array.from({ length: 200_000 }, (_, i) => (i * 7919) % 251);
+  await Deno.writeFile(path, data);
+  const got = new Uint8Array(
+    await new Response(fileRangeStream(path, 70_000, 150_001)).arrayBuffer(),
+  );
+  assert.deepEqual(got, data.subarray(70_000, 150_002));
+  // A stream that is never read opens nothing (HEAD); one cancelled closes its file.
+  fileRangeStream(path, 0, 10);
+  const reader = fileRangeStream(path, 0, 199_999).getReader();
+  await reader.read();
+  await reader.cancel();
+  await Deno.remove(dir, { recursive: true });
+});
