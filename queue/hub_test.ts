@@ -13,7 +13,12 @@ function next(hub: JobHub, id: string, ok: (s: JobSnapshot) => boolean) {
   });
 }
 
-for (const mode of [{ watch: true as const }, { watch: false as const, pollMs: 10 }]) {
+for (
+  const mode of [{ watch: true as const }, {
+    watch: false as const,
+    pollMs: 10,
+  }]
+) {
   const name = mode.watch ? "kv.watch" : "polling";
   Deno.test(`hub (${name}): N listeners of one job share one source, released with the last`, async () => {
     using kv = await Deno.openKv(":memory:");
@@ -21,16 +26,24 @@ for (const mode of [{ watch: true as const }, { watch: false as const, pollMs: 1
     const job = queuedJob(1000);
     await createJob(kv, job, 10);
     const listeners = await Promise.all(
-      Array.from({ length: 25 }, () => next(hub, job.id, (s) => s.job?.status === "queued")),
+      Array.from(
+        { length: 25 },
+        () => next(hub, job.id, (s) => s.job?.status === "queued"),
+      ),
     );
     assert.equal(hub.watching, 1);
     assert.equal(hub.listeners, 25);
     const progressed = Promise.all(
-      Array.from({ length: 3 }, () => next(hub, job.id, (s) => s.progress?.progress === 42)),
+      Array.from(
+        { length: 3 },
+        () => next(hub, job.id, (s) => s.progress?.progress === 42),
+      ),
     );
     await kv.set(keys.progress(job.id), { progress: 42, at: 2000 });
     const seen = await progressed;
-    assert.ok(seen.every((s) => s.snapshot.version > listeners[0].snapshot.version));
+    assert.ok(
+      seen.every((s) => s.snapshot.version > listeners[0].snapshot.version),
+    );
     for (const l of [...listeners, ...seen]) l.stop();
     assert.equal(hub.watching, 0);
     assert.equal(hub.listeners, 0);

@@ -75,7 +75,9 @@ export class Client {
 
   async fetch(path: string, init: RequestInit = {}): Promise<Response> {
     const headers = new Headers(init.headers);
-    if (this.cookie && !headers.has("cookie")) headers.set("cookie", this.cookie);
+    if (this.cookie && !headers.has("cookie")) {
+      headers.set("cookie", this.cookie);
+    }
     const res = await fetch(this.base + path, { ...init, headers });
     const set = res.headers.get("set-cookie");
     if (set) this.cookie = set.split(";")[0];
@@ -84,18 +86,29 @@ export class Client {
 
   async json<T = Record<string, unknown>>(path: string, init?: RequestInit) {
     const res = await this.fetch(path, init);
-    return { status: res.status, headers: res.headers, body: (await res.json()) as T };
+    return {
+      status: res.status,
+      headers: res.headers,
+      body: (await res.json()) as T,
+    };
   }
 
   /** POST /api/jobs as `curl -F image=@file` would. */
   upload(bytes: Uint8Array, name = "photo.png", type = "image/png") {
     const form = new FormData();
-    form.append("image", new File([bytes as Uint8Array<ArrayBuffer>], name, { type }));
+    form.append(
+      "image",
+      new File([bytes as Uint8Array<ArrayBuffer>], name, { type }),
+    );
     return this.json("/api/jobs", { method: "POST", body: form });
   }
 
   /** Reads `event: job` events until one satisfies `until` (or the stream ends). */
-  async events(id: string, until: (job: ApiJobLike) => boolean, headers: HeadersInit = {}) {
+  async events(
+    id: string,
+    until: (job: ApiJobLike) => boolean,
+    headers: HeadersInit = {},
+  ) {
     const res = await this.fetch(`/api/jobs/${id}/events`, { headers });
     if (!res.ok || !res.body) throw new Error(`events: ${res.status}`);
     const events: { id: string; job: ApiJobLike; at: number }[] = [];
@@ -105,18 +118,28 @@ export class Client {
     try {
       for (;;) {
         const { done, value } = await reader.read();
-        if (done) return { events, ended: true, type: res.headers.get("content-type") };
+        if (done) {
+          return { events, ended: true, type: res.headers.get("content-type") };
+        }
         buffer += decoder.decode(value, { stream: true });
         let cut;
         while ((cut = buffer.indexOf("\n\n")) >= 0) {
           const block = buffer.slice(0, cut);
           buffer = buffer.slice(cut + 2);
           const field = (name: string) =>
-            block.split("\n").find((l) => l.startsWith(`${name}:`))?.slice(name.length + 1).trim();
+            block.split("\n").find((l) => l.startsWith(`${name}:`))?.slice(
+              name.length + 1,
+            ).trim();
           if (field("event") !== "job") continue;
           const job = JSON.parse(field("data")!) as ApiJobLike;
           events.push({ id: field("id") ?? "", job, at: performance.now() });
-          if (until(job)) return { events, ended: false, type: res.headers.get("content-type") };
+          if (until(job)) {
+            return {
+              events,
+              ended: false,
+              type: res.headers.get("content-type"),
+            };
+          }
         }
       }
     } finally {
