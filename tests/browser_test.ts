@@ -1,0 +1,89 @@
+/** The page in Debian's Chromium, driven by playwright-core, as a person uses it. */
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+import { CHROMIUM } from "./ensure_chromium.ts";
+import { startServer } from "./_server.ts";
+
+const FIXTURE = new URL("./fixtures/rgb.png", import.meta.url).pathname;
+
+async function launch() {
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  return { browser, [Symbol.asyncDispose]: () => browser.close() };
+}
+
+Deno.test({
+  name: "browser: upload from the page, watch the percentage move, then the video plays read-only",
+  sanitizeOps: false, // playwright's connection outlives the test's own awaits
+  sanitizeResources: false,
+  async fn() {
+    await using server = await startServer({ MODEL_DURATION_MS: "4000" });
+    await using b = await launch();
+    const page = await b.browser.newPage();
+    await page.goto(server.url);
+    await page.waitForFunction(() => document.querySelector("[data-island]") !== null);
+    await page.setInputFiles('input[name="image"]', FIXTURE);
+    await page.click('button[type="submit"]');
+
+    // The percentage moves: at least three different values before done.
+    const job = page.locator("li.job").first();
+    const bar = job.locator('[role="progressbar"]');
+    const seen = new Set<string>();
+    while (seen.size < 3) {
+      const now = await bar.getAttribute("aria-valuenow", { timeout: 10_000 });
+      if (now && Number(now) > 0) seen.add(now);
+      await page.waitForFunction(
+        ([el, before]) => el?.getAttribute("aria-valuenow") !== before,
+        [await bar.elementHandle(), now] as const,
+        { timeout: 10_000 },
+      );
+    }
+    const text = await job.locator(".percent").textContent();
+    assert.match(text!, /^\d{1,2}\.\d %$/);
+
+    // Done: the video is there, plays, and has no download path in its controls.
+    const video = job.locator("video");
+    await video.waitFor({ timeout: 15_000 });
+    await page.waitForFunction(
+      () => {
+        const v = document.querySelector("video");
+        return v !== null && v.readyState >= 3 && v.currentTime > 0;
+      },
+      null,
+      { timeout: 15_000 },
+    );
+    const facts = await video.evaluate((v: HTMLVideoElement) => {
+      const menu = new MouseEvent("contextmenu", { bubbles: true, cancelable: true });
+      v.dispatchEvent(menu);
+      return {
+        controlsList: v.getAttribute("controlslist") ?? "",
+        pip: v.disablePictureInPicture,
+        remote: v.disableRemotePlayback,
+        menuBlocked: menu.defaultPrevented,
+        width: v.videoWidth,
+        height: v.videoHeight,
+      };
+    });
+    assert.match(facts.controlsList, /nodownload/);
+    assert.equal(facts.pip, true);
+    assert.equal(facts.remote, true);
+    assert.equal(facts.menuBlocked, true);
+    assert.deepEqual([facts.width, facts.height], [64, 48]);
+    assert.equal(await job.getAttribute("data-status"), "done");
+
+    // After a reload the job is still there, rendered by the server.
+    await page.reload();
+    assert.equal(await page.locator("li.job").count(), 1);
+    await page.locator("li.job video").waitFor();
+    await Deno.mkdir("tests/screenshots", { recursive: true });
+    await page.screenshot({ path: "tests/screenshots/done.png", fullPage: true });
+  },
+});
