@@ -6,7 +6,11 @@
 import type { Hono } from "hono";
 import { createApp } from "./app.ts";
 import type { Config } from "./config.ts";
-import { ChildEncoder, type Encoder } from "./media/clip.ts";
+import {
+  ChildEncoder,
+  type Encoder,
+  ensureFfmpegInstalled,
+} from "./media/clip.ts";
 import { DiskStore } from "./media/store.ts";
 import { type Clock, realClock } from "./queue/clock.ts";
 import { JobHub } from "./queue/hub.ts";
@@ -63,6 +67,7 @@ export async function startService(
 
   let worker: ModelWorker | null = null;
   if (config.role !== "web") {
+    if (!overrides.encoder) await ensureFfmpegInstalled();
     worker = new ModelWorker({
       kv,
       clock,

@@ -171,6 +171,40 @@ async function tail(stream: ReadableStream<Uint8Array>, max: number) {
   return text;
 }
 
+const NEEDED = [
+  "../node_modules/@ffmpeg/ffmpeg/dist/esm/classes.js",
+  "../node_modules/@ffmpeg/core/dist/esm/ffmpeg-core.wasm",
+].map((p) => new URL(p, import.meta.url));
+
+/**
+ * The child imports ffmpeg.wasm's files from `node_modules` by path (the
+ * package's export map sends Deno to a stub), so they must be installed;
+ * `deno task` does that, and a bare `deno run main.ts` gets it done here.
+ */
+export async function ensureFfmpegInstalled(): Promise<void> {
+  const missing = async () => {
+    for (const url of NEEDED) {
+      try {
+        await Deno.stat(url);
+      } catch {
+        return true;
+      }
+    }
+    return false;
+  };
+  if (!await missing()) return;
+  await new Deno.Command(Deno.execPath(), {
+    args: ["install", "--quiet", `--config=${CONFIG.pathname}`],
+    cwd: new URL("..", import.meta.url).pathname,
+    stdout: "null",
+  }).output();
+  if (await missing()) {
+    throw new Error(
+      "ffmpeg.wasm is not installed: run `deno install` in the project folder",
+    );
+  }
+}
+
 /** The real encoder: ffmpeg.wasm in a child process per clip. */
 export class ChildEncoder implements Encoder {
   constructor(private readonly opts: ChildOptions) {}

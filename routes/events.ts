@@ -13,6 +13,7 @@ import type { ApiJob } from "../queue/view.ts";
 import { notFound } from "./errors.ts";
 import type { SessionEnv } from "./session.ts";
 import { viewSnapshot } from "./_views.ts";
+import { jobIdParam } from "./_validate.ts";
 
 /** A comment line this often keeps proxies from closing an idle stream. */
 export const HEARTBEAT_MS = 15_000;
@@ -22,8 +23,8 @@ const signature = (j: ApiJob) =>
   `${j.status}|${j.position}|${j.progress}|${j.error?.code ?? ""}`;
 
 export function eventRoutes(deps: AppDeps) {
-  return new Hono<SessionEnv>().get("/:id/events", async (c) => {
-    const id = c.req.param("id");
+  return new Hono<SessionEnv>().get("/:id/events", jobIdParam, async (c) => {
+    const { id } = c.req.valid("param");
     const job = await getJob(deps.kv, id);
     if (!job || job.session !== c.get("session")) throw notFound();
     c.header("X-Accel-Buffering", "no"); // nginx: do not buffer the stream

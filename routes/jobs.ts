@@ -25,6 +25,7 @@ import {
   UploadSink,
 } from "./_upload.ts";
 import { viewJobs } from "./_views.ts";
+import { jobIdParam } from "./_validate.ts";
 
 export function jobRoutes(deps: AppDeps) {
   const { kv, clock, store, config } = deps;
@@ -140,8 +141,8 @@ export function jobRoutes(deps: AppDeps) {
         await view(await owned(c.get("session"), c.req.param("id"))),
       );
     })
-    .delete("/:id", async (c) => {
-      const job = await owned(c.get("session"), c.req.param("id"));
+    .delete("/:id", jobIdParam, async (c) => {
+      const job = await owned(c.get("session"), c.req.valid("param").id);
       const result = await cancelJob(
         kv,
         job.id,

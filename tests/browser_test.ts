@@ -21,7 +21,8 @@ async function launch() {
 }
 
 Deno.test({
-  name: "browser: upload from the page, watch the percentage move, then the video plays read-only",
+  name:
+    "browser: upload from the page, watch the percentage move, then the video plays read-only",
   sanitizeOps: false, // playwright's connection outlives the test's own awaits
   sanitizeResources: false,
   async fn() {
@@ -29,7 +30,9 @@ Deno.test({
     await using b = await launch();
     const page = await b.browser.newPage();
     await page.goto(server.url);
-    await page.waitForFunction(() => document.querySelector("[data-island]") !== null);
+    await page.waitForFunction(() =>
+      document.querySelector("[data-island]") !== null
+    );
     await page.setInputFiles('input[name="image"]', FIXTURE);
     await page.click('button[type="submit"]');
 
@@ -61,7 +64,10 @@ Deno.test({
       { timeout: 15_000 },
     );
     const facts = await video.evaluate((v: HTMLVideoElement) => {
-      const menu = new MouseEvent("contextmenu", { bubbles: true, cancelable: true });
+      const menu = new MouseEvent("contextmenu", {
+        bubbles: true,
+        cancelable: true,
+      });
       v.dispatchEvent(menu);
       return {
         controlsList: v.getAttribute("controlslist") ?? "",
@@ -84,6 +90,9 @@ Deno.test({
     assert.equal(await page.locator("li.job").count(), 1);
     await page.locator("li.job video").waitFor();
     await Deno.mkdir("tests/screenshots", { recursive: true });
-    await page.screenshot({ path: "tests/screenshots/done.png", fullPage: true });
+    await page.screenshot({
+      path: "tests/screenshots/done.png",
+      fullPage: true,
+    });
   },
 });
