@@ -1,0 +1,432 @@
+/**
+ * `deno task bench`: speed and memory of the service, each figure measured in
+ * the same run as its baseline; prints a markdown table and writes BENCH.md.
+ * Not a test: it asserts nothing. Runs in about two minutes on 2 cores.
+ */
+import { runFfmpeg } from "../media/clip.ts";
+import {
+  type ApiJobLike,
+  Client,
+  startServer,
+  type TestServer,
+} from "./_server.ts";
+
+const rows: [string, string, string, string][] = [];
+const row = (what: string, figure: string, baseline: string, goal: string) => {
+  rows.push([what, figure, baseline, goal]);
+  console.error(`  ${what}: ${figure} (${baseline}; goal ${goal})`);
+};
+const mb = (bytes: number) => bytes / 1024 / 1024;
+const fmt = (n: number, digits = 1) => n.toFixed(digits);
+
+/** Resident memory of a process (and, with `tree`, its children) in bytes. */
+async function rss(pid: number, tree = false): Promise<number> {
+  const read = async (p: number) => {
+    try {
+      const status = await Deno.readTextFile(`/proc/${p}/status`);
+      return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024;
+    } catch {
+      return 0;
+    }
+  };
+  let total = await read(pid);
+  if (tree) {
+    for (const child of await children(pid)) total += await read(child);
+  }
+  return total;
+}
+
+async function children(pid: number): Promise<number[]> {
+  const out: number[] = [];
+  for await (const task of Deno.readDir(`/proc/${pid}/task`)) {
+    try {
+      const text = await Deno.readTextFile(
+        `/proc/${pid}/task/${task.name}/children`,
+      );
+      out.push(...text.trim().split(/\s+/).filter(Boolean).map(Number));
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+/** Samples `fn()` every `ms` until `until` settles; returns the largest value. */
+async function peak(
+  fn: () => Promise<number>,
+  until: Promise<unknown>,
+  ms = 20,
+) {
+  let max = await fn();
+  let done = false;
+  until.finally(() => (done = true));
+  while (!done) {
+    max = Math.max(max, await fn());
+    await new Promise((r) => setTimeout(r, ms)); // a sampling interval, not a wait for an event
+  }
+  return max;
+}
+
+const quantile = (xs: number[], q: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
+};
+
+async function makeImage(dir: string): Promise<Uint8Array> {
+  const path = `${dir}/1080p.png`;
+  const { code, log } = await runFfmpeg({
+    inputs: [],
+    args: [
+      "-f",
+      "lavfi",
+      "-i",
+      "testsrc2=size=1920x1080:rate=1",
+      "-vf",
+      "noise=alls=60:allf=u",
+      "-frames:v",
+      "1",
+      "-update",
+      "1",
+      "out.png",
+    ],
+    outputs: [{ name: "out.png", path }],
+  }, { timeoutMs: 60_000, writeDir: dir });
+  if (code !== 0) throw new Error(log);
+  return Deno.readFile(path);
+}
+
+const jobId = (body: unknown) => (body as { id: string }).id;
+
+async function pipeline(image: Uint8Array) {
+  const modelMs = 3000;
+  await using server = await startServer({
+    MODEL_DURATION_MS: String(modelMs),
+  });
+  const pid = server.process.pid;
+  await new Client(server.url).json("/healthz");
+  const idle = await rss(pid);
+  row("server RSS, idle", `${fmt(mb(idle))} MB`, "-", "-");
+  const client = new Client(server.url);
+  const first = jobId((await client.upload(image)).body);
+  const second = jobId((await client.upload(image)).body);
+  const serverPeak = peak(
+    () => rss(pid),
+    client.events(first, (j) => j.status === "done"),
+    10,
+  );
+  const treePeak = peak(
+    () => rss(pid, true),
+    client.events(first, (j) => j.status === "done"),
+    10,
+  );
+  row(
+    "server RSS during a 1080p encode (server process alone)",
+    `${fmt(mb(await serverPeak))} MB`,
+    `idle ${fmt(mb(idle))} MB`,
+    "flat",
+  );
+  row(
+    "server + encoder child RSS, peak during a 1080p encode",
+    `${fmt(mb(await treePeak))} MB`,
+    `idle ${fmt(mb(idle))} MB`,
+    "given back after",
+  );
+  const { events } = await client.events(second, (j) => j.status === "done");
+  const running = events.filter((e) => e.job.status === "processing");
+  const span = (running.at(-1)!.at - running[0].at) / 1000;
+  const jobs =
+    (await client.json<{ jobs: ApiJobLike[] }>("/api/jobs")).body.jobs;
+  const [b, a] = jobs;
+  const took = (j: ApiJobLike) =>
+    Date.parse(j.finishedAt!) - Date.parse(j.startedAt!);
+  row(
+    `job duration at MODEL_DURATION_MS=${modelMs} (1080p image)`,
+    `${took(a)} ms, ${took(b)} ms`,
+    `${modelMs} ms`,
+    "= model time",
+  );
+  row(
+    "idle gap between two queued jobs",
+    `${Date.parse(b.startedAt!) - Date.parse(a.finishedAt!)} ms`,
+    "0 ms",
+    "≈ 0",
+  );
+  row(
+    "progress events per second (SSE, one client)",
+    fmt((running.length - 1) / span),
+    "model ticks 5/s",
+    "≥ 2",
+  );
+  const after = await rss(pid, true);
+  row(
+    "server RSS after the encodes (children gone)",
+    `${fmt(mb(after))} MB`,
+    `idle ${fmt(mb(idle))} MB`,
+    "-",
+  );
+}
+
+async function utilisation(image: Uint8Array) {
+  const modelMs = 1000, n = 20;
+  await using server = await startServer({
+    MODEL_DURATION_MS: String(modelMs),
+    UPLOADS_PER_MINUTE: "1000",
+  });
+  const client = new Client(server.url);
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) {
+    ids.push(jobId((await client.upload(image)).body));
+  }
+  await client.events(ids.at(-1)!, (j) => j.status === "done");
+  const jobs =
+    (await client.json<{ jobs: ApiJobLike[] }>("/api/jobs")).body.jobs;
+  const start = Math.min(...jobs.map((j) => Date.parse(j.startedAt!)));
+  const end = Math.max(...jobs.map((j) => Date.parse(j.finishedAt!)));
+  row(
+    `model utilisation: ${n} jobs at ${modelMs} ms`,
+    `makespan ${fmt((end - start) / 1000, 2)} s`,
+    `${n * modelMs / 1000} s`,
+    `≥ 99 % (${fmt(100 * n * modelMs / (end - start))} %)`,
+  );
+}
+
+async function post(url: string, body: Uint8Array, headers: HeadersInit) {
+  const res = await fetch(url, {
+    method: "POST",
+    body: body as Uint8Array<ArrayBuffer>,
+    headers,
+  });
+  await res.body?.cancel();
+  return res.status;
+}
+
+async function ingest(dir: string) {
+  const n = 40;
+  const size = 5 * 1000 * 1000;
+  const image = new Uint8Array(size);
+  image.set(
+    await Deno.readFile(new URL("./fixtures/rgb.png", import.meta.url)),
+  );
+  // The bytes after the PNG's end are never read as image; the probe stops at IEND.
+  const measure = async (
+    server: { url: string; pid: number },
+    path: string,
+    headers: (i: number) => HeadersInit,
+  ) => {
+    const before = await rss(server.pid);
+    const t0 = performance.now();
+    const sending = Promise.all(
+      Array.from(
+        { length: n },
+        (_, i) => post(server.url + path, image, headers(i)),
+      ),
+    );
+    const top = await peak(() => rss(server.pid), sending, 5);
+    const statuses = await sending;
+    const seconds = (performance.now() - t0) / 1000;
+    return {
+      mbps: mb(n * size) / seconds,
+      growth: mb(top - before),
+      ok: statuses.filter((s) => s === 202).length,
+    };
+  };
+  const bare = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./bench_bare.ts", import.meta.url).pathname,
+      dir,
+      "/dev/null",
+    ],
+    stdout: "piped",
+  }).spawn();
+  const bareUrl = await firstUrl(bare.stdout);
+  const base = await measure({ url: bareUrl, pid: bare.pid }, "/", () => ({}));
+  bare.kill();
+  await bare.status;
+  await using server = await startServer({
+    MAX_QUEUE: "10000",
+    UPLOADS_PER_MINUTE: "10000",
+    MODEL_DURATION_MS: "600000",
+  });
+  const ours = await measure(
+    { url: server.url, pid: server.process.pid },
+    "/api/jobs",
+    () => ({ "content-type": "image/png" }),
+  );
+  row(
+    `ingest: ${n} concurrent 5 MB uploads`,
+    `${fmt(ours.mbps)} MB/s, +${fmt(ours.growth)} MB RSS (${ours.ok} accepted)`,
+    `bare Deno.serve ${fmt(base.mbps)} MB/s, +${fmt(base.growth)} MB`,
+    `≥ 0.7× (${fmt(ours.mbps / base.mbps, 2)}×), ≤ 64 MB`,
+  );
+}
+
+async function firstUrl(stream: ReadableStream<Uint8Array>): Promise<string> {
+  let text = "";
+  const decoder = new TextDecoder();
+  const reader = stream.getReader();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("no url");
+    text += decoder.decode(value, { stream: true });
+    const m = /listening on (http:\/\/\S+?)\/?\s/.exec(text);
+    if (m) {
+      reader.releaseLock();
+      return m[1];
+    }
+  }
+}
+
+async function sse(image: Uint8Array) {
+  const listeners = 1000;
+  const modelMs = 4000;
+  await using server = await startServer({
+    MODEL_DURATION_MS: String(modelMs),
+    UPLOADS_PER_MINUTE: "1000",
+  });
+  const client = new Client(server.url);
+  const blocker = jobId((await client.upload(image)).body);
+  const id = jobId((await client.upload(image)).body);
+  await client.json("/healthz");
+  const before = await rss(server.process.pid);
+  const latencies: number[] = [];
+  let startedAt = 0;
+  const controllers: AbortController[] = [];
+  const streams = Array.from({ length: listeners }, async () => {
+    const abort = new AbortController();
+    controllers.push(abort);
+    const res = await fetch(`${server.url}/api/jobs/${id}/events`, {
+      headers: { cookie: client.cookie },
+      signal: abort.signal,
+    });
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let buf = "";
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        const now = Date.now();
+        buf += decoder.decode(value, { stream: true });
+        let cut;
+        while ((cut = buf.indexOf("\n\n")) >= 0) {
+          const data = /data: (.*)/.exec(buf.slice(0, cut))?.[1];
+          buf = buf.slice(cut + 2);
+          if (!data) continue;
+          const job = JSON.parse(data) as ApiJobLike;
+          if (job.status !== "processing" || job.progress === 0) continue;
+          startedAt = Date.parse(job.startedAt!);
+          // The worker wrote this progress when elapsed/model first reached it
+          // (progress is floored to 0.1 %, i.e. within model/1000 ms).
+          latencies.push(now - (startedAt + (job.progress / 100) * modelMs));
+        }
+      }
+    } catch { /* aborted */ }
+  });
+  await client.events(blocker, (j) => j.status === "done");
+  const during = peak(
+    () => rss(server.process.pid),
+    client.events(id, (j) => j.status === "done"),
+    50,
+  );
+  const top = await during;
+  for (const c of controllers) c.abort();
+  await Promise.all(streams);
+  row(
+    `SSE: ${listeners} listeners on a running job`,
+    `+${fmt(mb(top - before))} MB RSS, latency p50 ${
+      fmt(quantile(latencies, 0.5))
+    } ms, p99 ${
+      fmt(quantile(latencies, 0.99))
+    } ms (${latencies.length} events)`,
+    `idle ${fmt(mb(before))} MB`,
+    "≤ 100 MB, p99 ≤ 100 ms",
+  );
+  return server;
+}
+
+async function video(dir: string, image: Uint8Array) {
+  await using server = await startServer({ MODEL_DURATION_MS: "300" });
+  const client = new Client(server.url);
+  const id = jobId((await client.upload(image)).body);
+  const { events } = await client.events(id, (j) => j.status === "done");
+  const url = server.url + events.at(-1)!.job.video!.url;
+  const file = `${server.dataDir}/videos/${id}.mp4`;
+  const size = (await Deno.stat(file)).size;
+  const rounds = 1500, concurrency = 8;
+  const run = async (target: string, headers: HeadersInit) => {
+    const t0 = performance.now();
+    let left = rounds;
+    await Promise.all(Array.from({ length: concurrency }, async () => {
+      while (left-- > 0) {
+        const res = await fetch(target, { headers });
+        await res.arrayBuffer();
+      }
+    }));
+    return mb(rounds * size) / ((performance.now() - t0) / 1000);
+  };
+  const bare = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./bench_bare.ts", import.meta.url).pathname,
+      dir,
+      file,
+    ],
+    stdout: "piped",
+  }).spawn();
+  const bareUrl = await firstUrl(bare.stdout);
+  const base = await run(bareUrl, {});
+  bare.kill();
+  await bare.status;
+  const ours = await run(url, {
+    cookie: client.cookie,
+    range: "bytes=0-",
+    "sec-fetch-dest": "video",
+  });
+  row(
+    `video: Range streaming of a ${
+      fmt(size / 1024, 0)
+    } KB clip, ${rounds}× with ${concurrency} at once`,
+    `${fmt(ours)} MB/s`,
+    `bare file server ${fmt(base)} MB/s`,
+    `≥ 0.8× (${fmt(ours / base, 2)}×)`,
+  );
+}
+
+if (import.meta.main) {
+  const dir = await Deno.makeTempDir({ prefix: "img2vid-bench-" });
+  console.error("bench: making a 1080p test image…");
+  const image = await makeImage(dir);
+  console.error(`bench: 1080p PNG, ${fmt(mb(image.length), 2)} MB`);
+  const t0 = performance.now();
+  await pipeline(image);
+  await utilisation(
+    await Deno.readFile(new URL("./fixtures/rgb.png", import.meta.url)),
+  );
+  await ingest(dir);
+  await sse(
+    await Deno.readFile(new URL("./fixtures/rgb.png", import.meta.url)),
+  );
+  await video(dir, image);
+  await Deno.remove(dir, { recursive: true });
+  const mem = Deno.systemMemoryInfo();
+  const table = [
+    "| measure | figure | baseline (same run) | goal |",
+    "| --- | --- | --- | --- |",
+    ...rows.map((r) => `| ${r.join(" | ")} |`),
+  ].join("\n");
+  const header = `Measured ${
+    new Date().toISOString().slice(0, 10)
+  } by \`deno task bench\` on ${navigator.hardwareConcurrency} cores, ${
+    fmt(mem.total / 1024 ** 3, 0)
+  } GiB memory, Deno ${Deno.version.deno}; the run took ${
+    fmt((performance.now() - t0) / 1000, 0)
+  } s.`;
+  console.log(table);
+  await Deno.writeTextFile(
+    new URL("../BENCH.md", import.meta.url),
+    `# Benchmarks\n\n${header}\n\n${table}\n`,
+  );
+}
+
+export type { TestServer };
