@@ -33,6 +33,8 @@ export interface AppDeps {
   ring: () => void;
   /** True once a graceful stop has begun: uploads get 503. */
   draining: () => boolean;
+  /** Aborts when the process stops: event streams end so clients reconnect. */
+  shutdown: AbortSignal;
 }
 
 export function createApp(deps: AppDeps): Hono<SessionEnv> {

@@ -17,6 +17,7 @@ const schema = z.object({
   UPLOADS_PER_MINUTE: int(1).default(30),
   RETENTION_HOURS: z.coerce.number().positive().default(24),
   ROLE: z.enum(["web", "worker", "all"]).default("all"),
+  LEASE_MS: int(500).default(3000),
 });
 
 export interface Config {
@@ -30,6 +31,8 @@ export interface Config {
   uploadsPerMinute: number;
   retentionMs: number;
   role: "web" | "worker" | "all";
+  /** How long a worker that stopped renewing keeps the model slot. */
+  leaseMs: number;
 }
 
 /** Thrown with a one-line message naming the offending variable. */
@@ -68,5 +71,6 @@ export function loadConfig(
     uploadsPerMinute: e.UPLOADS_PER_MINUTE,
     retentionMs: e.RETENTION_HOURS * 3_600_000,
     role: e.ROLE,
+    leaseMs: e.LEASE_MS,
   };
 }

@@ -31,14 +31,11 @@ let stopping = false;
 const stop = async () => {
   if (stopping) return;
   stopping = true;
-  // Uploads get 503 from here on; the running job goes back to the queue.
-  // Open event streams would hold shutdown() forever; give them a moment.
-  const closing = service.close();
-  await Promise.race([
-    server?.shutdown(),
-    new Promise((r) => setTimeout(r, 2000)),
-  ]);
-  await closing;
+  // Uploads get 503 and event streams end from here on (browsers reconnect
+  // with Last-Event-ID); the running job goes back to the queue at its place.
+  await service.drain();
+  await server?.shutdown();
+  await service.close();
   Deno.exit(0);
 };
 Deno.addSignalListener("SIGTERM", stop);

@@ -16,6 +16,7 @@ import { type Clock, realClock } from "./queue/clock.ts";
 import { JobHub } from "./queue/hub.ts";
 import { keys } from "./queue/keys.ts";
 import { QueueView } from "./queue/view.ts";
+import { sweepExpired, sweepOrphans } from "./queue/retention.ts";
 import { ModelWorker, type WorkerOptions } from "./queue/worker.ts";
 import { importSecret, type SessionEnv } from "./routes/session.ts";
 
@@ -24,7 +25,12 @@ export interface Service {
   app: Hono<SessionEnv> | null;
   worker: ModelWorker | null;
   hub: JobHub;
-  /** Stops uploads, hands the running job back, closes the KV. */
+  /**
+   * A graceful stop, first half: uploads get 503, event streams end, the
+   * running job goes back to the queue at its place.
+   */
+  drain(): Promise<void>;
+  /** {@link drain}, then closes the KV. */
   close(): Promise<void>;
 }
 
@@ -32,14 +38,14 @@ export interface Service {
 export const TIMINGS = {
   /** Progress and lease writes: 5/s, above the 4/s the design asks for. */
   tickMs: 200,
-  /** A worker that stops renewing for this long has died. */
-  leaseMs: 5_000,
   /** Look for work this often even without a queue doorbell. */
   idleMs: 2_000,
   /** Kill an encoder that runs this long. */
   encodeTimeoutMs: 120_000,
   /** How often a web-only process polls a watched job. */
   pollMs: 250,
+  /** Crash leftovers younger than this may still be in use by another process. */
+  orphanGraceMs: 10 * 60_000,
 };
 
 export async function startService(
@@ -76,7 +82,7 @@ export async function startService(
         new ChildEncoder({ timeoutMs: timings.encodeTimeoutMs }),
       owner: crypto.randomUUID(),
       modelMs: config.modelMs,
-      leaseMs: timings.leaseMs,
+      leaseMs: config.leaseMs,
       tickMs: timings.tickMs,
       idleMs: timings.idleMs,
       retentionMs: config.retentionMs,
@@ -88,7 +94,31 @@ export async function startService(
     kv.listenQueue(() => w.ring()).catch(() => {/* KV closed */});
   }
 
+  // Retention and crash leftovers. With ROLE=all nobody else writes under
+  // DATA_DIR, so at start every leftover is an orphan.
+  let sweeper: ReturnType<typeof setInterval> | undefined;
+  if (config.role !== "web") {
+    await sweepOrphans(
+      kv,
+      store,
+      clock.now(),
+      config.role === "all" ? 0 : timings.orphanGraceMs,
+    );
+    const sweep = async () => {
+      try {
+        await sweepExpired(kv, store, clock.now(), config.retentionMs);
+        await sweepOrphans(kv, store, clock.now(), timings.orphanGraceMs);
+      } catch (e) {
+        console.error("sweep failed:", e);
+      }
+    };
+    await sweep();
+    const every = Math.min(10 * 60_000, Math.max(1000, config.retentionMs / 4));
+    sweeper = setInterval(sweep, every);
+  }
+
   let draining = false;
+  const shutdown = new AbortController();
   const app = config.role === "worker" ? null : createApp({
     kv,
     clock,
@@ -99,16 +129,26 @@ export async function startService(
     hub,
     ring: () => worker?.ring(),
     draining: () => draining,
+    shutdown: shutdown.signal,
   });
+
+  let drained: Promise<void> | null = null;
+  const drain = () =>
+    drained ??= (async () => {
+      draining = true;
+      shutdown.abort();
+      clearInterval(sweeper);
+      await worker?.stop();
+    })();
 
   return {
     kv,
     app,
     worker,
     hub,
+    drain,
     async close() {
-      draining = true;
-      await worker?.stop();
+      await drain();
       hub.close();
       kv.close();
     },

@@ -19,6 +19,17 @@ export interface Store {
   videoPath(id: string): string;
   /** Removes a file if it is there. */
   remove(path: string): Promise<void>;
+  /** Every stored file, for the sweeps. */
+  list(): AsyncIterable<StoredFile>;
+}
+
+export interface StoredFile {
+  kind: "upload" | "video" | "tmp";
+  /** The job id (upload, video) or the file name (tmp). */
+  id: string;
+  path: string;
+  /** Last modified, epoch ms. */
+  mtime: number;
 }
 
 /** The store on the local disk under `DATA_DIR`. */
@@ -66,6 +77,30 @@ export class DiskStore implements Store {
 
   videoPath(id: string) {
     return join(this.videos, `${safeId(id)}.mp4`);
+  }
+
+  async *list(): AsyncIterable<StoredFile> {
+    const kinds = [
+      ["upload", this.uploads],
+      ["video", this.videos],
+      ["tmp", this.tmp],
+    ] as const;
+    for (const [kind, dir] of kinds) {
+      for await (const entry of Deno.readDir(dir)) {
+        if (!entry.isFile) continue;
+        const path = join(dir, entry.name);
+        let mtime: number;
+        try {
+          mtime = (await Deno.stat(path)).mtime?.getTime() ?? 0;
+        } catch {
+          continue; // removed meanwhile
+        }
+        const id = kind === "video"
+          ? entry.name.replace(/\.mp4$/, "")
+          : entry.name;
+        yield { kind, id, path, mtime };
+      }
+    }
   }
 
   async remove(path: string) {

@@ -116,6 +116,11 @@ export async function listSessionJobs(
   return jobs;
 }
 
+/** When the model slot's current lease runs out, or null when it is free. */
+export async function leaseExpiry(kv: Deno.Kv): Promise<number | null> {
+  return (await kv.get<Lease>(keys.lease())).value?.expiresAt ?? null;
+}
+
 /**
  * Takes the oldest waiting job for `owner`, or returns null when the slot is
  * held by an unexpired lease or nothing waits. A lease that expired (its
@@ -345,8 +350,10 @@ function finalize(
 ): JobRecord {
   const final: JobRecord = { ...job, ...end, finishedAt: now };
   const expireIn = retentionMs;
+  // expireIn is the backstop; the retention sweep deletes on time, files too.
   op.set(keys.job(job.id), final, { expireIn })
     .set(keys.sessionJob(job.session, job.id), job.id, { expireIn })
+    .set(keys.finished(now, job.id), job.id, { expireIn })
     .sum(keys.stat(`jobs_${end.status}`), 1n);
   if (end.status === "done") {
     op.set(keys.progress(job.id), { progress: 100, at: now }, { expireIn });

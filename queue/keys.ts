@@ -21,6 +21,10 @@ export const keys = {
   lease: () => ["lease", "model"] as const,
   /** The running job's progress, written ≥ 4×/s apart from the record. */
   progress: (id: string) => ["progress", id] as const,
+  /** Ended jobs by end time, for the retention sweep. */
+  finished: (finishedAt: number, id: string) =>
+    ["finished", finishedAt, id] as const,
+  finishedAll: () => ["finished"] as const,
   /** The HMAC key for session cookies and video URLs. */
   secret: () => ["meta", "secret"] as const,
   /** Uploads a session made in one minute bucket. */

@@ -5,7 +5,7 @@
  * rings, and this loop claims the oldest pending job with an atomic check.
  * A timer rings too, for KV Connect (no queue delivery) and after a crash.
  */
-import { claimNext, handBack } from "./jobs.ts";
+import { claimNext, handBack, leaseExpiry } from "./jobs.ts";
 import { type ModelDeps, runJob, type RunOutcome } from "./model.ts";
 
 export interface WorkerOptions extends ModelDeps {
@@ -50,16 +50,25 @@ export class ModelWorker {
         retentionMs: this.deps.retentionMs,
       });
       if (!job) {
+        // A slot held by a lease (perhaps of a dead worker) is looked at
+        // again the moment that lease runs out.
+        const expiry = await leaseExpiry(kv);
+        const wait = expiry === null
+          ? this.deps.idleMs
+          : Math.min(this.deps.idleMs, Math.max(1, expiry - clock.now() + 1));
         const wake = this.#bell;
         const onStop = () => wake.abort();
         this.#stop.signal.addEventListener("abort", onStop, { once: true });
-        await clock.sleep(this.deps.idleMs, wake.signal);
+        await clock.sleep(wait, wake.signal);
         this.#stop.signal.removeEventListener("abort", onStop);
         continue;
       }
       const outcome = await runJob(this.deps, job, this.#stop.signal);
       if (outcome === "stopped") {
         await handBack(kv, this.deps.owner, job.id, clock.now());
+      } else if (outcome !== "lost") {
+        // Ended one way or another: the picture is no longer needed.
+        await this.deps.store.remove(this.deps.store.uploadPath(job.id));
       }
       this.deps.onRun?.(job.id, outcome);
     }

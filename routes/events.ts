@@ -39,13 +39,16 @@ export function eventRoutes(deps: AppDeps) {
         unsubscribe();
         wake();
       });
+      const onShutdown = () => wake();
+      deps.shutdown.addEventListener("abort", onShutdown);
       let lastSent = "";
       try {
-        while (!stream.aborted && !stream.closed) {
+        while (!stream.aborted && !stream.closed && !deps.shutdown.aborted) {
           if (!latest) {
             const timer = setTimeout(() => wake(), HEARTBEAT_MS);
             await new Promise<void>((r) => (wake = r));
             clearTimeout(timer);
+            if (deps.shutdown.aborted) break;
             if (!latest) {
               await stream.write(": ping\n\n");
               continue;
@@ -71,6 +74,7 @@ export function eventRoutes(deps: AppDeps) {
         }
       } finally {
         unsubscribe();
+        deps.shutdown.removeEventListener("abort", onShutdown);
       }
     });
   });

@@ -157,6 +157,8 @@ export function jobRoutes(deps: AppDeps) {
           `This job has already ended (${job.status}).`,
         );
       }
+      // A running job's encoder has its own copy; the worker stops within a tick.
+      await store.remove(store.uploadPath(job.id));
       return c.json(await view(result));
     });
 }
