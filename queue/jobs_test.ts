@@ -111,3 +111,20 @@ Deno.test("a session lists only its own jobs, newest first", async () => {
   const listed = await listSessionJobs(kv, "me");
   assert.deepEqual(listed.map((j) => j.id), [mine[1].id, mine[0].id]);
 });
+
+Deno.test("a job whose worker dies MAX_ATTEMPTS times fails with a reason instead of looping", async () => {
+  using kv = await Deno.openKv(":memory:");
+  const job = queuedJob(1000);
+  await createJob(kv, job, 10);
+  let now = 2000;
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const taken = await claim(kv, `dies-${attempt}`, now);
+    assert.equal(taken?.attempts, attempt);
+    now += 5_001; // its lease runs out
+  }
+  assert.equal(await claim(kv, "alive", now), null);
+  const failed = (await getJob(kv, job.id))!;
+  assert.equal(failed.status, "failed");
+  assert.equal(failed.error?.code, "model_crashed");
+  assert.match(failed.error!.message, /3 times/);
+});

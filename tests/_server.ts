@@ -71,7 +71,7 @@ export async function startServer(
 /** A client that keeps its session cookie, like one browser. */
 export class Client {
   cookie = "";
-  constructor(readonly base: string) {}
+  constructor(public base: string) {}
 
   async fetch(path: string, init: RequestInit = {}): Promise<Response> {
     const headers = new Headers(init.headers);
