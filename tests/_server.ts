@@ -16,6 +16,8 @@ export interface TestServer extends AsyncDisposable {
 export async function startServer(
   env: Record<string, string> = {},
   dataDir?: string,
+  /** What the process prints when it is ready (a worker serves no URL). */
+  ready = /listening on (http:\/\/\S+)/,
 ): Promise<TestServer> {
   const dir = dataDir ?? await Deno.makeTempDir({ prefix: "img2vid-test-" });
   const child = new Deno.Command(Deno.execPath(), {
@@ -32,8 +34,8 @@ export async function startServer(
     const decoder = new TextDecoder();
     for await (const chunk of stream) {
       text += decoder.decode(chunk, { stream: true });
-      const m = /listening on (http:\/\/\S+)/.exec(text);
-      if (m) announce(m[1].replace(/\/$/, ""));
+      const m = ready.exec(text);
+      if (m) announce((m[1] ?? "").replace(/\/$/, ""));
     }
   };
   const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
