@@ -61,11 +61,28 @@ export interface Progress {
 /** A job is started at most this many times (crashes count) before it fails. */
 export const MAX_ATTEMPTS = 3;
 
+/** The tail of each KV handle's chain of job creations in this process. */
+const creating = new WeakMap<Deno.Kv, Promise<unknown>>();
+
 /**
  * Stores a new job and its queue entry and rings the queue, in one commit,
- * unless `maxQueue` jobs already wait.
+ * unless `maxQueue` jobs already wait. The check on the depth key keeps the
+ * cap exact across processes; within one process creations take turns, so
+ * that concurrent uploads do not all retry against each other.
  */
-export async function createJob(
+export function createJob(
+  kv: Deno.Kv,
+  job: JobRecord,
+  maxQueue: number,
+): Promise<{ ok: true } | { ok: false; depth: number }> {
+  const run = (creating.get(kv) ?? Promise.resolve()).then(() =>
+    commitJob(kv, job, maxQueue)
+  );
+  creating.set(kv, run.catch(() => {}));
+  return run;
+}
+
+async function commitJob(
   kv: Deno.Kv,
   job: JobRecord,
   maxQueue: number,

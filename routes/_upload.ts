@@ -52,21 +52,34 @@ export class UploadSink {
   }
 }
 
-/** Raw body: the image itself, with an `image/*` Content-Type. */
+/**
+ * Raw body: the image itself, with an `image/*` Content-Type. Read into one
+ * reused 64 KiB buffer (a BYOB reader), so an upload makes no garbage per chunk.
+ */
 export async function receiveRaw(
   body: ReadableStream<Uint8Array>,
   sink: UploadSink,
 ): Promise<void> {
-  const reader = body.getReader();
+  let byob: ReadableStreamBYOBReader | null = null;
+  try {
+    byob = body.getReader({ mode: "byob" });
+  } catch {
+    // Not a byte stream (a body Deno already holds whole): read it plainly.
+  }
+  const plain = byob ? null : body.getReader();
+  let buffer = new Uint8Array(64 * 1024);
   try {
     for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
+      const { done, value } = byob
+        ? await byob.read(buffer)
+        : await plain!.read();
+      if (done || !value) break;
       await sink.write(value);
+      if (byob) buffer = new Uint8Array(value.buffer as ArrayBuffer); // the same memory, handed back
     }
     sink.finish();
   } catch (e) {
-    reader.cancel().catch(() => {});
+    (byob ?? plain)!.cancel().catch(() => {});
     throw e;
   }
 }

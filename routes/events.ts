@@ -1,81 +1,123 @@
 /**
  * `GET /api/jobs/{id}/events` (API.md): `event: job` with the Job JSON, at
  * once on connect, on every change of status or position, and with every
- * progress write while processing (≥ 4/s); the stream ends after a final
+ * progress write while processing (5/s); the stream ends after a final
  * state. Fed by the shared per-job watch in {@link JobHub}.
+ *
+ * Many streams follow one job (tabs, devices), so each moment of a job is
+ * rendered and encoded once and the same bytes go to every stream; one timer
+ * sends the heartbeats of all idle streams.
  */
 import { Hono } from "hono";
-import { streamSSE } from "hono/streaming";
 import type { AppDeps } from "../app.ts";
-import { FINAL_STATUSES, getJob } from "../queue/jobs.ts";
 import type { JobSnapshot } from "../queue/hub.ts";
+import { FINAL_STATUSES, getJob, type JobRecord } from "../queue/jobs.ts";
 import type { ApiJob } from "../queue/view.ts";
 import { notFound } from "./errors.ts";
 import type { SessionEnv } from "./session.ts";
-import { viewSnapshot } from "./_views.ts";
 import { jobIdParam } from "./_validate.ts";
+import { EventStream } from "./_sse.ts";
+import { viewSnapshot } from "./_views.ts";
 
 /** A comment line this often keeps proxies from closing an idle stream. */
 export const HEARTBEAT_MS = 15_000;
 
-/** What, if it changed, is worth an event (the ETA alone is not). */
-const signature = (j: ApiJob) =>
-  `${j.status}|${j.position}|${j.progress}|${j.error?.code ?? ""}`;
+const encoder = new TextEncoder();
+const PING = encoder.encode(": ping\n\n");
+
+interface Rendered {
+  view: ApiJob;
+  /** What, if it changed, is worth an event (the ETA alone is not). */
+  signature: string;
+  /** The whole event in the event-stream format (WHATWG HTML §9.2.6). */
+  bytes: Uint8Array;
+}
 
 export function eventRoutes(deps: AppDeps) {
+  const rendered = new WeakMap<JobSnapshot, Promise<Rendered>>();
+  const render = (snapshot: JobSnapshot, job: JobRecord) => {
+    let out = rendered.get(snapshot);
+    if (!out) {
+      out = viewSnapshot(deps, job, snapshot.progress).then((view) => ({
+        view,
+        signature: `${view.status}|${view.position}|${view.progress}|${
+          view.error?.code ?? ""
+        }`,
+        bytes: encoder.encode(
+          `event: job\nid: ${snapshot.version}\ndata: ${
+            JSON.stringify(view)
+          }\n\n`,
+        ),
+      }));
+      rendered.set(snapshot, out);
+    }
+    return out;
+  };
+
+  // Heartbeats: one interval for every idle stream, running only while any is open.
+  const idle = new Set<() => void>();
+  let beat: ReturnType<typeof setInterval> | undefined;
+  const waitForNews = (wakeSlot: { wake: () => void }) =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        idle.delete(done);
+        if (idle.size === 0) beat = void clearInterval(beat);
+        resolve();
+      };
+      wakeSlot.wake = done;
+      idle.add(done);
+      beat ??= setInterval(() => {
+        for (const w of [...idle]) w();
+      }, HEARTBEAT_MS);
+    });
+
   return new Hono<SessionEnv>().get("/:id/events", jobIdParam, async (c) => {
     const { id } = c.req.valid("param");
     const job = await getJob(deps.kv, id);
     if (!job || job.session !== c.get("session")) throw notFound();
-    c.header("X-Accel-Buffering", "no"); // nginx: do not buffer the stream
-    return streamSSE(c, async (stream) => {
-      let latest: JobSnapshot | null = null;
-      let wake = () => {};
-      const unsubscribe = deps.hub.subscribe(id, (snapshot) => {
-        latest = snapshot;
-        wake();
-      });
-      stream.onAbort(() => {
-        unsubscribe();
-        wake();
-      });
-      const onShutdown = () => wake();
-      deps.shutdown.addEventListener("abort", onShutdown);
+    let latest: JobSnapshot | null = null;
+    const slot = { wake: () => {} };
+    const unsubscribe = deps.hub.subscribe(id, (snapshot) => {
+      latest = snapshot;
+      slot.wake();
+    });
+    const stop = () => {
+      unsubscribe();
+      slot.wake();
+    };
+    const stream = new EventStream(stop);
+    deps.shutdown.addEventListener("abort", stop);
+    (async () => {
       let lastSent = "";
       try {
-        while (!stream.aborted && !stream.closed && !deps.shutdown.aborted) {
+        while (!stream.closed && !deps.shutdown.aborted) {
           if (!latest) {
-            const timer = setTimeout(() => wake(), HEARTBEAT_MS);
-            await new Promise<void>((r) => (wake = r));
-            clearTimeout(timer);
-            if (deps.shutdown.aborted) break;
+            await waitForNews(slot);
+            if (stream.closed || deps.shutdown.aborted) break;
             if (!latest) {
-              await stream.write(": ping\n\n");
+              await stream.write(PING);
               continue;
             }
           }
           const snapshot: JobSnapshot = latest;
           latest = null;
           if (!snapshot.job) break; // expired or deleted
-          const view = await viewSnapshot(
-            deps,
-            snapshot.job,
-            snapshot.progress,
-          );
-          const sig = signature(view);
-          if (sig === lastSent) continue;
-          lastSent = sig;
-          await stream.writeSSE({
-            event: "job",
-            id: snapshot.version,
-            data: JSON.stringify(view),
-          });
-          if (FINAL_STATUSES.has(view.status)) break;
+          const event = await render(snapshot, snapshot.job);
+          if (event.signature === lastSent) continue;
+          lastSent = event.signature;
+          await stream.write(event.bytes);
+          if (FINAL_STATUSES.has(event.view.status)) break;
         }
       } finally {
-        unsubscribe();
-        deps.shutdown.removeEventListener("abort", onShutdown);
+        stop();
+        deps.shutdown.removeEventListener("abort", stop);
+        stream.close();
       }
+    })();
+    return c.body(stream.body, 200, {
+      "Content-Type": "text/event-stream",
+      "Cache-Control": "no-cache",
+      "X-Accel-Buffering": "no", // nginx: do not buffer the stream
     });
   });
 }

@@ -9,12 +9,31 @@ import { fileRangeStream, parseRange } from "../media/range.ts";
 import { getJob } from "../queue/jobs.ts";
 import { ApiError } from "./errors.ts";
 import { type SessionEnv, verify } from "./session.ts";
-import { videoClaim } from "./_views.ts";
 import { jobIdParam, videoQuery } from "./_validate.ts";
+import { videoClaim } from "./_views.ts";
 
 const forbidden = (message: string) => new ApiError(403, "forbidden", message);
 
+/**
+ * A Map that forgets its oldest entry past `max`: players fetch the same
+ * video in several ranges, and a done job and a checked signature do not
+ * change (a deleted video simply fails to open).
+ */
+class Recent<K, V> extends Map<K, V> {
+  constructor(private readonly max: number) {
+    super();
+  }
+  override set(key: K, value: V): this {
+    if (!this.has(key) && this.size >= this.max) {
+      this.delete(this.keys().next().value!);
+    }
+    return super.set(key, value);
+  }
+}
+
 export function mediaRoutes(deps: AppDeps) {
+  const signatures = new Recent<string, true>(1024);
+  const videos = new Recent<string, { session: string; bytes: number }>(256);
   return new Hono<SessionEnv>().get(
     "/:id",
     jobIdParam,
@@ -29,48 +48,77 @@ export function mediaRoutes(deps: AppDeps) {
       if (exp <= deps.clock.now()) {
         throw forbidden("This video address has expired; reload the page.");
       }
-      if (!await verify(deps.key, "video", videoClaim(id, session, exp), sig)) {
-        throw forbidden("This video address is not yours.");
+      const claim = videoClaim(id, session, exp);
+      if (!signatures.has(`${claim}:${sig}`)) {
+        if (!await verify(deps.key, "video", claim, sig)) {
+          throw forbidden("This video address is not yours.");
+        }
+        signatures.set(`${claim}:${sig}`, true);
       }
-      const job = await getJob(deps.kv, id);
-      if (!job || job.session !== session || job.status !== "done") {
-        throw forbidden("This video is not available.");
+      let video = videos.get(id);
+      if (!video) {
+        const job = await getJob(deps.kv, id);
+        if (job?.status !== "done" || !job.video) {
+          throw forbidden(
+            "This video is not available.",
+          );
+        }
+        video = { session: job.session, bytes: job.video.bytes };
+        videos.set(id, video);
       }
-      const path = deps.store.videoPath(id);
-      let size: number;
+      if (video.session !== session) {
+        throw forbidden(
+          "This video is not available.",
+        );
+      }
+      let file: Deno.FsFile;
       try {
-        size = (await Deno.stat(path)).size;
+        file = await Deno.open(deps.store.videoPath(id));
       } catch (e) {
         if (e instanceof Deno.errors.NotFound) {
-          throw forbidden("This video is not available.");
+          throw forbidden(
+            "This video is not available.",
+          );
         }
         throw e;
       }
-      const headers: Record<string, string> = {
-        "Content-Type": "video/mp4",
-        "Content-Disposition": "inline",
-        "Cache-Control": "no-store",
-        "Accept-Ranges": "bytes",
-      };
-      const range = parseRange(c.req.header("range"), size);
-      if (range.kind === "unsatisfiable") {
-        return c.body(null, 416, {
-          ...headers,
-          "Content-Range": `bytes */${size}`,
-        });
+      let handedOver = false;
+      try {
+        const size = video.bytes; // recorded when the video was put in place
+        const headers: Record<string, string> = {
+          "Content-Type": "video/mp4",
+          "Content-Disposition": "inline",
+          "Cache-Control": "no-store",
+          "Accept-Ranges": "bytes",
+        };
+        const range = parseRange(c.req.header("range"), size);
+        if (range.kind === "unsatisfiable") {
+          return c.body(null, 416, {
+            ...headers,
+            "Content-Range": `bytes */${size}`,
+          });
+        }
+        const [start, end] = range.kind === "partial"
+          ? [range.start, range.end]
+          : [0, size - 1];
+        const status = range.kind === "partial" ? 206 : 200;
+        headers["Content-Length"] = String(end - start + 1);
+        if (status === 206) {
+          headers["Content-Range"] = `bytes ${start}-${end}/${size}`;
+        }
+        if (c.req.method === "HEAD" || size === 0) {
+          return c.body(
+            null,
+            status,
+            headers,
+          );
+        }
+        const body = await fileRangeStream(file, start, end, size);
+        handedOver = true; // the stream closes the file
+        return c.body(body, status, headers);
+      } finally {
+        if (!handedOver) file.close();
       }
-      const [start, end] = range.kind === "partial"
-        ? [range.start, range.end]
-        : [0, size - 1];
-      headers["Content-Length"] = String(end - start + 1);
-      if (range.kind === "partial") {
-        headers["Content-Range"] = `bytes ${start}-${end}/${size}`;
-      }
-      return c.body(
-        fileRangeStream(path, start, end),
-        range.kind === "partial" ? 206 : 200,
-        headers,
-      );
     },
   );
 }

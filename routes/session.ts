@@ -52,15 +52,25 @@ export function verify(
   );
 }
 
+/** Cookies already verified, so a page's many requests cost one HMAC. */
+const VERIFIED_MAX = 1024;
+
 /** Reads or issues the session; handlers read it as `c.get("session")`. */
 export function session(key: CryptoKey): MiddlewareHandler<SessionEnv> {
+  const verified = new Map<string, string>(); // cookie → session id, bounded
   return async function session(c, next) {
     const cookie = getCookie(c, SESSION_COOKIE) ?? "";
     const [id, mac] = cookie.split(".");
-    if (
+    if (verified.has(cookie)) {
+      c.set("session", verified.get(cookie)!);
+    } else if (
       id && mac && /^[A-Za-z0-9_-]{22}$/.test(id) &&
       await verify(key, "session", id, mac)
     ) {
+      if (verified.size >= VERIFIED_MAX) {
+        verified.delete(verified.keys().next().value!); // the oldest
+      }
+      verified.set(cookie, id);
       c.set("session", id);
     } else {
       const fresh = encodeBase64Url(crypto.getRandomValues(new Uint8Array(16)));

@@ -3,6 +3,8 @@
  * DATA_DIR, and a small cookie-keeping client for it.
  */
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
+/** The V8 flags of `deno task start` (deno.json), so tests run what users run. */
+export const SERVER_V8_FLAGS = "--v8-flags=--max-semi-space-size=4";
 
 export interface TestServer extends AsyncDisposable {
   url: string;
@@ -21,7 +23,7 @@ export async function startServer(
 ): Promise<TestServer> {
   const dir = dataDir ?? await Deno.makeTempDir({ prefix: "img2vid-test-" });
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN],
+    args: ["run", "-A", SERVER_V8_FLAGS, MAIN],
     env: { PORT: "0", DATA_DIR: dir, MODEL_DURATION_MS: "1000", ...env },
     stdin: "null",
     stdout: "piped",
