@@ -3,12 +3,11 @@
  * awaited before the next read: the body is never held whole in memory
  * (DESIGN.md: `parseBody` took 30 × 5 MB uploads from 200 to 859 MB; `pipeTo`
  * peaked near +500 MB for 40 × 5 MB). Over the limit, or with bytes that are
- * not an image, reading stops at once.
+ * not an image, reading stops at once. Multipart bodies: `_multipart.ts`.
  */
-// @ts-types="@types/busboy"
-import busboy from "busboy";
 import { sniffType } from "../media/probe.ts";
 import { ApiError, badRequest, tooLarge } from "./errors.ts";
+import { boundaryOf, readMultipart } from "./_multipart.ts";
 
 /** Room for the multipart boundary and part headers around the file. */
 export const MULTIPART_OVERHEAD = 16 * 1024;
@@ -90,79 +89,12 @@ export async function receiveMultipart(
   contentType: string,
   sink: UploadSink,
 ): Promise<void> {
-  let parser: busboy.Busboy;
-  try {
-    parser = busboy({
-      headers: { "content-type": contentType },
-      limits: { files: 1, fields: 20, fieldSize: 4096, parts: 40 },
-    });
-  } catch {
-    throw badRequest("The body is not valid multipart/form-data.");
-  }
-  let failure: unknown = null;
-  let failed!: () => void;
-  const failedSignal = new Promise<void>((r) => (failed = r));
-  const fail = (e: unknown) => {
-    failure ??= e;
-    failed();
-  };
-  let image: Promise<void> | null = null;
-
-  parser.on("file", (name, stream) => {
-    if (name !== "image" || image) {
-      stream.resume();
-      fail(badRequest(`Send the picture in the field named "image", alone.`));
-      return;
-    }
-    image = (async () => {
-      for await (const chunk of stream) {
-        if (failure) break;
-        await sink.write(chunk);
-      }
-    })().catch(fail);
+  const boundary = boundaryOf(contentType);
+  if (!boundary) throw badRequest("The multipart body has no boundary.");
+  // The whole body may exceed the file by the part headers, no more.
+  await readMultipart(body, boundary, sink, {
+    maxBody: sink.max + MULTIPART_OVERHEAD,
+    tooBig: () => tooLarge(sink.max),
   });
-  parser.on(
-    "filesLimit",
-    () =>
-      fail(badRequest("Send one picture at a time: this request had several.")),
-  );
-  parser.on(
-    "error",
-    () => fail(badRequest("The body is not valid multipart/form-data.")),
-  );
-  const closed = new Promise<void>((r) => parser.on("close", r));
-
-  const reader = body.getReader();
-  let received = 0;
-  try {
-    while (!failure) {
-      const { done, value } = await Promise.race([
-        reader.read(),
-        failedSignal.then(() => ({ done: true, value: undefined })),
-      ]);
-      if (done || !value) break;
-      received += value.length;
-      if (received > sink.max + MULTIPART_OVERHEAD) throw tooLarge(sink.max);
-      if (!parser.write(value)) {
-        await Promise.race([
-          new Promise((r) => parser.once("drain", r)),
-          failedSignal,
-        ]);
-      }
-    }
-    if (!failure) {
-      parser.end();
-      await Promise.race([closed, failedSignal]);
-      await image;
-    }
-    if (failure) throw failure;
-    if (!image) {
-      throw badRequest(`No picture: send it in a file field named "image".`);
-    }
-    sink.finish();
-  } catch (e) {
-    reader.cancel().catch(() => {});
-    parser.destroy();
-    throw e;
-  }
+  sink.finish();
 }
