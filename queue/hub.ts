@@ -27,6 +27,7 @@ interface Entry {
 
 export class JobHub {
   #entries = new Map<string, Entry>();
+  #idleWaiters: (() => void)[] = [];
 
   constructor(
     private readonly kv: Deno.Kv,
@@ -43,6 +44,12 @@ export class JobHub {
     let n = 0;
     for (const e of this.#entries.values()) n += e.listeners.size;
     return n;
+  }
+
+  /** Resolves once no job is watched (every listener has gone). */
+  idle(): Promise<void> {
+    if (this.#entries.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
   /**
@@ -73,6 +80,9 @@ export class JobHub {
       if (current.listeners.size === 0) {
         this.#entries.delete(id);
         current.stop();
+        if (this.#entries.size === 0) {
+          for (const w of this.#idleWaiters.splice(0)) w();
+        }
       }
     };
   }

@@ -74,7 +74,7 @@ export function createJob(
   kv: Deno.Kv,
   job: JobRecord,
   maxQueue: number,
-): Promise<{ ok: true } | { ok: false; depth: number }> {
+): Promise<{ ok: true; position: number } | { ok: false; depth: number }> {
   const run = (creating.get(kv) ?? Promise.resolve()).then(() =>
     commitJob(kv, job, maxQueue)
   );
@@ -86,7 +86,7 @@ async function commitJob(
   kv: Deno.Kv,
   job: JobRecord,
   maxQueue: number,
-): Promise<{ ok: true } | { ok: false; depth: number }> {
+): Promise<{ ok: true; position: number } | { ok: false; depth: number }> {
   for (;;) {
     const depth = await kv.get<number>(keys.depth());
     const waiting = depth.value ?? 0;
@@ -99,7 +99,8 @@ async function commitJob(
       .set(keys.depth(), waiting + 1)
       .enqueue({ id: job.id })
       .commit();
-    if (res.ok) return { ok: true };
+    // The newest job is last in line (keys sort by creation time).
+    if (res.ok) return { ok: true, position: waiting + 1 };
   }
 }
 

@@ -46,11 +46,23 @@ export class QueueView {
 
   constructor(private readonly kv: Deno.Kv) {}
 
-  async state(): Promise<QueueState> {
+  /**
+   * Depth, the running job's lease and, unless `positions` is false, every
+   * waiting job's position (one list of the pending keys per queue change).
+   */
+  async state(positions = true): Promise<QueueState> {
     const [depth, lease] = await this.kv.getMany<[number, Lease]>([
       keys.depth(),
       keys.lease(),
     ]);
+    if (!positions) {
+      return {
+        version: depth.versionstamp,
+        depth: depth.value ?? 0,
+        positions: new Map(),
+        current: lease.value,
+      };
+    }
     if (!this.#cached || this.#cachedVersion !== depth.versionstamp) {
       this.#cachedVersion = depth.versionstamp;
       this.#cached = this.#list(depth);

@@ -39,8 +39,14 @@ export const videoClaim = (id: string, session: string, exp: number) =>
 export async function viewJobs(
   deps: ViewDeps,
   jobs: JobRecord[],
+  /** Positions already known (a job just queued), sparing a list of the line. */
+  known?: ReadonlyMap<string, number>,
 ): Promise<ApiJob[]> {
-  const queue = await deps.queue.state();
+  const needsLine = jobs.some((j) =>
+    j.status === "queued" && !known?.has(j.id)
+  );
+  const queue = await deps.queue.state(needsLine);
+  if (known) queue.positions = new Map([...queue.positions, ...known]);
   const running = jobs.filter((j) => j.status === "processing");
   const progress = new Map<string, Progress | null>();
   for (let i = 0; i < running.length; i += 10) {

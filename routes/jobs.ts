@@ -36,7 +36,7 @@ export function jobRoutes(deps: AppDeps) {
     return job;
   };
   const queueFull = async () => {
-    const { current } = await deps.queue.state();
+    const { current } = await deps.queue.state(false);
     return tooMany(
       "queue_full",
       `${config.maxQueue} pictures are already waiting; try again when one has been made.`,
@@ -84,7 +84,7 @@ export function jobRoutes(deps: AppDeps) {
           wait,
         );
       }
-      if ((await deps.queue.state()).depth >= config.maxQueue) {
+      if ((await deps.queue.state(false)).depth >= config.maxQueue) {
         throw await queueFull();
       }
       const body = c.req.raw.body;
@@ -124,7 +124,12 @@ export function jobRoutes(deps: AppDeps) {
         }
         kept = true;
         deps.ring();
-        return c.json(await view(job), 202, { Location: `/api/jobs/${id}` });
+        const [accepted] = await viewJobs(
+          deps,
+          [job],
+          new Map([[id, created.position]]),
+        );
+        return c.json(accepted, 202, { Location: `/api/jobs/${id}` });
       } catch (e) {
         if (e instanceof ApiError) await refused(kv, sink.bytes);
         throw e;

@@ -23,7 +23,7 @@ export function opsRoutes(deps: AppDeps) {
       ];
       const entries = await deps.kv.getMany<Deno.KvU64[]>(stats.map(keys.stat));
       const n = (i: number) => Number(entries[i].value?.value ?? 0n);
-      const { depth, current } = await deps.queue.state();
+      const { depth, current } = await deps.queue.state(false);
       const lines = [
         "# HELP img2vid_queue_depth Jobs waiting for the model (the running one not counted).",
         "# TYPE img2vid_queue_depth gauge",

@@ -188,6 +188,52 @@ async function utilisation(image: Uint8Array) {
   );
 }
 
+async function queued() {
+  const n = 1000;
+  const env = {
+    MAX_QUEUE: "2000",
+    UPLOADS_PER_MINUTE: "100000",
+    MODEL_DURATION_MS: "600000",
+  };
+  const png = await Deno.readFile(
+    new URL("./fixtures/rgb.png", import.meta.url),
+  );
+  const junk = new TextEncoder().encode("not an image at all");
+  // The same 1,000 uploads, accepted (queued) by one server and refused (415)
+  // by another: the difference is what the queued jobs themselves hold.
+  const grow = async (body: Uint8Array) => {
+    await using server = await startServer(env);
+    const client = new Client(server.url);
+    await client.json("/healthz");
+    const before = await rss(server.process.pid);
+    for (let i = 0; i < n; i += 50) {
+      await Promise.all(Array.from({ length: 50 }, () => client.upload(body)));
+    }
+    const depth = /img2vid_queue_depth (\d+)/.exec(
+      await (await client.fetch("/metrics")).text(),
+    )![1];
+    return {
+      growth: mb((await rss(server.process.pid)) - before),
+      depth,
+      kv: mb((await Deno.stat(`${server.dataDir}/kv.sqlite3`)).size),
+    };
+  };
+  const accepted = await grow(png);
+  const refused = await grow(junk);
+  row(
+    `${n} queued jobs`,
+    `+${fmt(accepted.growth)} MB RSS with ${accepted.depth} queued (KV file ${
+      fmt(accepted.kv, 2)
+    } MB)`,
+    `the same ${n} uploads refused: +${
+      fmt(refused.growth)
+    } MB, ${refused.depth} queued`,
+    `no more than their KV records (${
+      fmt(accepted.growth - refused.growth)
+    } MB)`,
+  );
+}
+
 async function post(url: string, body: Uint8Array, headers: HeadersInit) {
   const res = await fetch(url, {
     method: "POST",
@@ -477,6 +523,7 @@ if (import.meta.main) {
     ["pipeline", () => pipeline(image)],
     ["utilisation", () => utilisation(small)],
     ["ingest", () => ingest(dir)],
+    ["queue", () => queued()],
     ["sse", () => sse(small)],
     ["video", () => video(dir, image)],
   ];
