@@ -1,50 +1,166 @@
 /**
  * Job list island: the session's jobs, each following its own event stream
- * until it ends, with position, ETA, progress and, when done, the read-only
- * player.
+ * until it ends (EventSource reconnects by itself with Last-Event-ID), with
+ * its place in line, a smooth countdown and progress between events, the
+ * read-only player when done, a cancel button, and polite announcements.
  */
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { type Lang, t } from "./i18n.ts";
 import {
   type ApiJob,
   applyEvent,
-  describe,
   FINAL,
+  formatDuration,
   formatPercent,
-  formatSeconds,
+  jobError,
+  type Shown,
+  shownAt,
+  stateText,
   upsertJob,
 } from "./job_state.ts";
 import { JOB_CREATED } from "./UploadForm.tsx";
 
 export interface JobListProps {
   jobs: ApiJob[];
+  lang: Lang;
+  /** The model's time per job, to run the bar on between events. */
+  modelMs: number;
+  /** On a job's own page (/jobs/{id}): only that job. */
+  only?: string;
 }
 
+/** Previews of pictures uploaded from this tab, by job id. */
+const previews = new Map<string, string>();
+
 export default function JobList(props: JobListProps) {
+  const { lang, modelMs } = props;
   const [jobs, setJobs] = useState(props.jobs);
-  useEffect(() => {
-    const onCreated = (e: Event) =>
-      setJobs((list) => upsertJob(list, (e as CustomEvent<ApiJob>).detail));
-    addEventListener(JOB_CREATED, onCreated);
-    return () => removeEventListener(JOB_CREATED, onCreated);
-  }, []);
-  const update = (job: ApiJob) =>
+  const [, setTick] = useState(0);
+  const received = useRef(new Map<string, number>());
+  const shown = useRef(new Map<string, Shown>());
+  const [announcement, setAnnouncement] = useState("");
+  const lastAnnounced = useRef(new Map<string, string>());
+  const [canNotify, setCanNotify] = useState(false);
+
+  const update = (job: ApiJob) => {
+    received.current.set(job.id, Date.now());
     setJobs((list) => {
       const current = list.find((j) => j.id === job.id);
-      return upsertJob(list, current ? applyEvent(current, job) : job);
+      if (props.only && job.id !== props.only) return list;
+      const next = current ? applyEvent(current, job) : job;
+      if (current && current.status !== "done" && next.status === "done") {
+        ready();
+      }
+      return upsertJob(list, next);
     });
+  };
 
-  if (jobs.length === 0) {
-    return <p class="empty">No pictures yet: upload one above.</p>;
+  useEffect(() => {
+    const now = Date.now();
+    for (const j of props.jobs) received.current.set(j.id, now);
+    const onCreated = (e: Event) => {
+      const { job, preview } =
+        (e as CustomEvent<{ job: ApiJob; preview: string }>).detail;
+      if (preview) previews.set(job.id, preview);
+      update(job);
+    };
+    addEventListener(JOB_CREATED, onCreated);
+    setCanNotify(
+      "Notification" in globalThis && Notification.permission === "default",
+    );
+    return () => removeEventListener(JOB_CREATED, onCreated);
+  }, []);
+
+  // Between events the bar and the countdown move on their own, 10 times a second.
+  const live = jobs.some((j) => !FINAL.has(j.status));
+  useEffect(() => {
+    if (!live) return;
+    const timer = setInterval(() => setTick((n) => n + 1), 100);
+    return () => clearInterval(timer);
+  }, [live]);
+
+  // Polite announcements: a change of state, and every quarter of the progress.
+  useEffect(() => {
+    jobs.forEach((job, i) => {
+      const name = t(lang, "picture", { n: jobs.length - i });
+      const quarter = job.status === "processing"
+        ? Math.floor(job.progress / 25) * 25
+        : -1;
+      const key = `${job.status}|${job.position}|${quarter}`;
+      if (lastAnnounced.current.get(job.id) === key) return;
+      const first = !lastAnnounced.current.has(job.id);
+      lastAnnounced.current.set(job.id, key);
+      if (first) return; // what was there on load is on the page already
+      setAnnouncement(
+        quarter > 0 && job.status === "processing"
+          ? t(lang, "announcePct", { name, pct: `${quarter} %` })
+          : t(lang, "announceState", { name, state: stateText(lang, job) }),
+      );
+    });
+  }, [jobs]);
+
+  function ready() {
+    document.title = t(lang, "readyTitle");
+    if ("Notification" in globalThis && Notification.permission === "granted") {
+      new Notification(t(lang, "readyTitle"), { body: t(lang, "readyBody") });
+    }
   }
+
+  const now = Date.now();
+  const visible = props.only ? jobs.filter((j) => j.id === props.only) : jobs;
   return (
-    <ul class="jobs">
-      {jobs.map((job) => <JobCard key={job.id} job={job} onUpdate={update} />)}
-    </ul>
+    <div class="job-list">
+      {canNotify && (
+        <button
+          type="button"
+          class="link notify"
+          onClick={() =>
+            Notification.requestPermission().then(() => setCanNotify(false))}
+        >
+          {t(lang, "notify")}
+        </button>
+      )}
+      <p class="visually-hidden" aria-live="polite" role="status">
+        {announcement}
+      </p>
+      {visible.length === 0
+        ? <p class="empty">{t(lang, "empty")}</p>
+        : (
+          <ul class="jobs">
+            {visible.map((job) => {
+              const s = shownAt(
+                job,
+                received.current.get(job.id) ?? now,
+                now,
+                modelMs,
+                shown.current.get(job.id) ?? null,
+              );
+              shown.current.set(job.id, s);
+              return (
+                <JobCard
+                  key={job.id}
+                  job={job}
+                  shown={s}
+                  lang={lang}
+                  now={now}
+                  onUpdate={update}
+                />
+              );
+            })}
+          </ul>
+        )}
+    </div>
   );
 }
 
 function JobCard(
-  { job, onUpdate }: { job: ApiJob; onUpdate: (j: ApiJob) => void },
+  { job, shown, lang, now, onUpdate }: {
+    job: ApiJob;
+    shown: Shown;
+    lang: Lang;
+    now: number;
+    onUpdate: (j: ApiJob) => void;
+  },
 ) {
   const live = !FINAL.has(job.status);
   useEffect(() => {
@@ -67,7 +183,8 @@ function JobCard(
     if (res.ok) onUpdate(await res.json());
   };
 
-  const percent = job.status === "done" ? 100 : job.progress;
+  const percent = shown.progress;
+  const preview = previews.get(job.id);
   return (
     <li
       class={`job ${job.status}`}
@@ -75,27 +192,50 @@ function JobCard(
       data-status={job.status}
     >
       <div class="job-head">
-        <span class="state">{describe(job)}</span>
+        {preview && (
+          <img class="thumb" src={preview} alt="" width={48} height={48} />
+        )}
+        <span class="state">{stateText(lang, job)}</span>
         <span class="meta">
           {job.image.width}×{job.image.height}
-          {job.etaSeconds !== null &&
-            ` · about ${formatSeconds(job.etaSeconds)} left`}
+          {shown.etaSeconds !== null && live &&
+            (
+              <span class="eta">
+                {" · "}
+                {t(lang, "eta", { t: formatDuration(lang, shown.etaSeconds) })}
+              </span>
+            )}
+          {job.status === "processing" && job.startedAt &&
+            (
+              <span class="elapsed">
+                {" · "}
+                {t(lang, "elapsed", {
+                  t: formatDuration(
+                    lang,
+                    (now - Date.parse(job.startedAt)) / 1000,
+                  ),
+                })}
+              </span>
+            )}
         </span>
+        <a class="open" href={`/jobs/${job.id}`}>{t(lang, "open")}</a>
       </div>
-      {(job.status === "queued" || job.status === "processing") && (
+      {live && (
         <div class="progress-row">
           <div
             class="bar"
             role="progressbar"
-            aria-label="Progress"
+            aria-label={t(lang, "progress")}
             aria-valuemin={0}
             aria-valuemax={100}
-            aria-valuenow={percent}
+            aria-valuenow={Math.floor(percent * 10) / 10}
           >
             <div class="fill" style={{ width: `${percent}%` }} />
           </div>
           <span class="percent">{formatPercent(percent)}</span>
-          <button type="button" class="cancel" onClick={cancel}>Cancel</button>
+          <button type="button" class="cancel" onClick={cancel}>
+            {t(lang, "cancel")}
+          </button>
         </div>
       )}
       {job.status === "done" && job.video && (
@@ -118,9 +258,7 @@ function JobCard(
           onError={refresh}
         />
       )}
-      {job.status === "failed" && job.error && (
-        <p class="error">{job.error.message}</p>
-      )}
+      {job.status === "failed" && <p class="error">{jobError(lang, job)}</p>}
     </li>
   );
 }

@@ -1,76 +1,229 @@
 /**
- * Upload island: a plain form that works without script (it posts
- * multipart with the field `image`); with script it posts in the background
- * and announces the new job to the job list.
+ * Upload island. Without script it is a plain form that posts multipart with
+ * the field `image`. With script: pick or drop several pictures (anywhere on
+ * the page); each gets a preview, the server's limits checked first, and an
+ * upload percentage; they go up one after another while more can be added.
  */
-import { useState } from "preact/hooks";
 import type { JSX } from "preact";
-import { errorSentence } from "./job_state.ts";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { type Lang, t } from "./i18n.ts";
+import { checkFile, formatPercent, uploadError } from "./job_state.ts";
 
 export interface UploadFormProps {
   maxBytes: number;
+  lang: Lang;
 }
 
-/** The event the job list listens to for a job just created. */
+/** The event the job list listens to: `{ job, preview }` of a job just created. */
 export const JOB_CREATED = "img2vid:job-created";
 
-export default function UploadForm({ maxBytes }: UploadFormProps) {
-  const [message, setMessage] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
+interface Item {
+  key: number;
+  file: File;
+  preview: string;
+  state: "waiting" | "uploading" | "error";
+  pct: number;
+  message: string | null;
+}
 
-  const onSubmit = async (e: JSX.TargetedEvent<HTMLFormElement>) => {
+let nextKey = 1;
+
+/** POSTs one file as multipart, reporting upload progress (fetch cannot). */
+function send(file: File, onProgress: (pct: number) => void) {
+  return new Promise<
+    { status: number; body: unknown; retryAfter: string | null }
+  >(
+    (resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", "/api/jobs");
+      xhr.responseType = "json";
+      xhr.upload.onprogress = (e) => {
+        if (e.lengthComputable) onProgress((e.loaded / e.total) * 100);
+      };
+      xhr.onload = () =>
+        resolve({
+          status: xhr.status,
+          body: xhr.response,
+          retryAfter: xhr.getResponseHeader("Retry-After"),
+        });
+      xhr.onerror = () => reject(new Error("network"));
+      const form = new FormData();
+      form.append("image", file);
+      xhr.send(form);
+    },
+  );
+}
+
+export default function UploadForm({ maxBytes, lang }: UploadFormProps) {
+  const [items, setItems] = useState<Item[]>([]);
+  const [dragging, setDragging] = useState(false);
+  const busy = useRef(false);
+  const input = useRef<HTMLInputElement>(null);
+
+  const update = (key: number, patch: Partial<Item>) =>
+    setItems((list) =>
+      list.map((i) => (i.key === key ? { ...i, ...patch } : i))
+    );
+  const remove = (key: number) =>
+    setItems((list) => list.filter((i) => i.key !== key));
+
+  const add = (files: Iterable<File>) => {
+    const added: Item[] = [];
+    for (const file of files) {
+      const problem = checkFile(lang, file, maxBytes);
+      added.push({
+        key: nextKey++,
+        file,
+        preview: problem ? "" : URL.createObjectURL(file),
+        state: problem ? "error" : "waiting",
+        pct: 0,
+        message: problem,
+      });
+    }
+    setItems((list) => [...list, ...added]);
+  };
+
+  // Uploads go one at a time, in the order they were added.
+  useEffect(() => {
+    if (busy.current) return;
+    const next = items.find((i) => i.state === "waiting");
+    if (!next) return;
+    busy.current = true;
+    update(next.key, { state: "uploading" });
+    send(next.file, (pct) => update(next.key, { pct }))
+      .then(({ status, body, retryAfter }) => {
+        if (status === 202) {
+          dispatchEvent(
+            new CustomEvent(JOB_CREATED, {
+              detail: { job: body, preview: next.preview },
+            }),
+          );
+          remove(next.key);
+        } else {
+          update(next.key, {
+            state: "error",
+            message: uploadError(lang, status, body, retryAfter, maxBytes),
+          });
+        }
+      })
+      .catch(() =>
+        update(next.key, { state: "error", message: t(lang, "err_network") })
+      )
+      .finally(() => {
+        busy.current = false;
+        setItems((list) => [...list]); // look for the next one
+      });
+  }, [items]);
+
+  // Drop anywhere on the page.
+  useEffect(() => {
+    const over = (e: DragEvent) => {
+      if (!e.dataTransfer?.types.includes("Files")) return;
+      e.preventDefault();
+      setDragging(true);
+    };
+    const leave = (e: DragEvent) => {
+      if (!e.relatedTarget) setDragging(false);
+    };
+    const drop = (e: DragEvent) => {
+      if (!e.dataTransfer?.files.length) return;
+      e.preventDefault();
+      setDragging(false);
+      add(e.dataTransfer.files);
+    };
+    addEventListener("dragover", over);
+    addEventListener("dragleave", leave);
+    addEventListener("drop", drop);
+    return () => {
+      removeEventListener("dragover", over);
+      removeEventListener("dragleave", leave);
+      removeEventListener("drop", drop);
+    };
+  }, [lang]);
+
+  const onChange = () => {
+    const files = input.current?.files;
+    if (files?.length) add(files);
+    if (input.current) input.current.value = "";
+  };
+  const onSubmit = (e: JSX.TargetedEvent<HTMLFormElement>) => {
     e.preventDefault();
-    const form = e.currentTarget;
-    const input = form.elements.namedItem("image") as HTMLInputElement;
-    const file = input.files?.[0];
-    if (!file) return setMessage("Choose a picture first.");
-    if (file.size > maxBytes) {
-      return setMessage(
-        `The picture is larger than ${
-          Math.round(maxBytes / 1048576)
-        } MiB; choose a smaller one.`,
-      );
-    }
-    setBusy(true);
-    setMessage(null);
-    try {
-      const body = new FormData();
-      body.append("image", file);
-      const res = await fetch("/api/jobs", { method: "POST", body });
-      const json = await res.json().catch(() => null);
-      if (res.status !== 202) {
-        return setMessage(errorSentence(res.status, json));
-      }
-      dispatchEvent(new CustomEvent(JOB_CREATED, { detail: json }));
-      form.reset();
-      setMessage("Added to the queue.");
-    } catch {
-      setMessage("The upload did not reach the server; check the connection.");
-    } finally {
-      setBusy(false);
-    }
+    onChange();
   };
 
   return (
     <form
-      class="upload"
+      class={`upload${dragging ? " dragging" : ""}`}
       method="post"
       action="/api/jobs"
       encType="multipart/form-data"
       onSubmit={onSubmit}
     >
-      <label for="image">Picture (PNG, JPEG or WebP)</label>
+      <label for="image" class="pick">{t(lang, "pick")}</label>
       <input
         id="image"
+        ref={input}
         type="file"
         name="image"
         accept="image/png,image/jpeg,image/webp"
-        required
+        multiple
+        onChange={onChange}
       />
-      <button type="submit" disabled={busy}>
-        {busy ? "Uploading…" : "Make a video"}
-      </button>
-      <p class="message" role="status" aria-live="polite">{message}</p>
+      <p class="hint">
+        {t(lang, "dropHint", { mb: Math.round(maxBytes / 1048576) })}
+      </p>
+      <noscript>
+        <button type="submit">{t(lang, "upload")}</button>
+      </noscript>
+      {items.length > 0 && (
+        <ul class="uploads">
+          {items.map((item) => (
+            <li key={item.key} class={`upload-item ${item.state}`}>
+              {item.preview
+                ? (
+                  <img
+                    class="thumb"
+                    src={item.preview}
+                    alt=""
+                    width={48}
+                    height={48}
+                  />
+                )
+                : <span class="thumb" />}
+              <span class="name">{item.file.name}</span>
+              {item.state === "uploading" && (
+                <progress
+                  class="sending"
+                  max={100}
+                  value={item.pct}
+                  aria-label={t(lang, "uploading", {
+                    pct: formatPercent(item.pct),
+                  })}
+                />
+              )}
+              <span
+                class="status"
+                role={item.state === "error" ? "alert" : undefined}
+              >
+                {item.state === "uploading"
+                  ? t(lang, "uploading", { pct: formatPercent(item.pct) })
+                  : item.state === "waiting"
+                  ? t(lang, "queuedLocal")
+                  : item.message}
+              </span>
+              {item.state === "error" && (
+                <button
+                  type="button"
+                  class="link"
+                  onClick={() => remove(item.key)}
+                >
+                  {t(lang, "remove")}
+                </button>
+              )}
+            </li>
+          ))}
+        </ul>
+      )}
     </form>
   );
 }

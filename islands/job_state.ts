@@ -3,6 +3,7 @@
  * browser. The islands only wire them to events and render the result.
  */
 import type { ApiJob } from "../queue/view.ts";
+import { type Lang, t } from "./i18n.ts";
 
 export type { ApiJob };
 
@@ -46,33 +47,109 @@ export function formatPercent(progress: number): string {
   return `${(Math.floor(progress * 10) / 10).toFixed(1)} %`;
 }
 
-/** "1 min 35 s" / "40 s". */
-export function formatSeconds(total: number): string {
-  const s = Math.max(0, Math.round(total));
-  if (s < 60) return `${s} s`;
-  const m = Math.floor(s / 60);
-  return s % 60 ? `${m} min ${s % 60} s` : `${m} min`;
+/**
+ * What the page shows between two server events: the progress and ETA run
+ * on with the clock, so the bar moves smoothly, but never past 99 %, never
+ * more than 2 s ahead of the last event, and never backwards: an event that
+ * says less than is shown is absorbed by holding the shown value.
+ */
+export interface Shown {
+  progress: number;
+  etaSeconds: number | null;
 }
 
-/** The state in words. */
-export function describe(job: ApiJob): string {
+export function shownAt(
+  job: ApiJob,
+  receivedAt: number,
+  now: number,
+  modelMs: number,
+  before: Shown | null,
+): Shown {
+  const since = Math.max(0, now - receivedAt);
+  let progress = job.progress;
+  if (job.status === "processing") {
+    const ahead = (Math.min(since, 2000) / modelMs) * 100;
+    progress = Math.min(99, job.progress + ahead);
+    if (before && before.progress > progress) {
+      progress = Math.min(99, before.progress);
+    }
+  } else if (job.status === "done") {
+    progress = 100;
+  }
+  const etaSeconds = job.etaSeconds === null
+    ? null
+    : Math.max(0, job.etaSeconds - since / 1000);
+  return { progress, etaSeconds };
+}
+
+/** The page's sentence for a refused upload, in `lang`, never raw JSON. */
+export function uploadError(
+  lang: Lang,
+  status: number,
+  body: unknown,
+  retryAfter: string | null,
+  maxBytes: number,
+): string {
+  const code = (body as { error?: { code?: unknown } })?.error?.code;
+  const wait = formatDuration(lang, Number(retryAfter) || 1);
+  const mb = Math.round(maxBytes / 1048576);
+  switch (code) {
+    case "bad_request":
+    case "forbidden_origin":
+    case "too_large":
+    case "unsupported_type":
+    case "invalid_image":
+    case "queue_full":
+    case "rate_limited":
+    case "unavailable":
+      return t(lang, `err_${code}`, { t: wait, mb });
+  }
+  return t(lang, "err_other", { status });
+}
+
+/** "1 min 35 s" / "95 秒"-style durations. */
+export function formatDuration(lang: Lang, seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return t(lang, "sec", { n: s });
+  const m = Math.floor(s / 60);
+  return s % 60 ? t(lang, "minSec", { m, s: s % 60 }) : t(lang, "min", { m });
+}
+
+/** The state in words, in `lang`. */
+export function stateText(lang: Lang, job: ApiJob): string {
   switch (job.status) {
     case "queued":
-      return job.position === 1 ? "Next in line" : `#${job.position} in line`;
+      return job.position === 1
+        ? t(lang, "next")
+        : t(lang, "inLine", { n: job.position ?? "?" });
     case "processing":
-      return "Making the video";
-    case "done":
-      return "Video ready";
-    case "failed":
-      return "Failed";
-    case "cancelled":
-      return "Cancelled";
+      return t(lang, "processing");
+    default:
+      return t(lang, job.status);
   }
 }
 
-/** The sentence to show for an error answer of the API, never raw JSON. */
-export function errorSentence(status: number, body: unknown): string {
-  const message = (body as { error?: { message?: unknown } })?.error?.message;
-  if (typeof message === "string" && message) return message;
-  return `The upload failed (HTTP ${status}); try again.`;
+/** A failed job's reason in `lang`. */
+export function jobError(lang: Lang, job: ApiJob): string {
+  return job.error?.code === "model_crashed"
+    ? t(lang, "err_crashed")
+    : t(lang, "err_job");
+}
+
+/** Client-side checks with the server's own limits (the server checks again). */
+export function checkFile(
+  lang: Lang,
+  file: { name: string; size: number; type: string },
+  maxBytes: number,
+): string | null {
+  if (!["image/png", "image/jpeg", "image/webp"].includes(file.type)) {
+    return t(lang, "err_type", { name: file.name });
+  }
+  if (file.size > maxBytes) {
+    return t(lang, "err_size", {
+      name: file.name,
+      mb: Math.round(maxBytes / 1048576),
+    });
+  }
+  return null;
 }

@@ -1,11 +1,14 @@
 import assert from "node:assert/strict";
+import { pickLang, t } from "./i18n.ts";
 import {
   type ApiJob,
   applyEvent,
-  describe,
-  errorSentence,
+  checkFile,
+  formatDuration,
   formatPercent,
-  formatSeconds,
+  shownAt,
+  stateText,
+  uploadError,
   upsertJob,
 } from "./job_state.ts";
 
@@ -30,6 +33,7 @@ Deno.test("upsertJob keeps one entry per job, newest first", () => {
   let list = upsertJob(upsertJob([], a), b);
   assert.deepEqual(list.map((j) => j.id), ["B", "A"]);
   list = upsertJob(list, { ...a, status: "processing" });
+  list = upsertJob(list, { ...a, status: "processing" }); // a replayed event: no duplicate
   assert.deepEqual(list.map((j) => [j.id, j.status]), [["B", "queued"], [
     "A",
     "processing",
@@ -48,27 +52,114 @@ Deno.test("applyEvent never moves progress backwards nor a job out of a final st
   assert.equal(applyEvent(running, done), done);
 });
 
-Deno.test("texts: percentage with one decimal, durations, states, error sentences", () => {
+Deno.test("shownAt runs progress and ETA on smoothly, capped, never backwards, 100 only when done", () => {
+  const running = job({ status: "processing", progress: 50, etaSeconds: 15 });
+  const at0 = shownAt(running, 1000, 1000, 30_000, null);
+  assert.deepEqual(at0, { progress: 50, etaSeconds: 15 });
+  const later = shownAt(running, 1000, 1600, 30_000, at0); // 600 ms later: +2 %
+  assert.ok(Math.abs(later.progress - 52) < 1e-9);
+  assert.ok(Math.abs(later.etaSeconds! - 14.4) < 1e-9);
+  // Silence for a minute: at most 2 s ahead of the last event.
+  const stalled = shownAt(running, 1000, 61_000, 30_000, later);
+  assert.ok(Math.abs(stalled.progress - (50 + 2000 / 300)) < 1e-9);
+  // An event that says less than is shown: the shown value holds.
+  const behind = shownAt(
+    { ...running, progress: 51 },
+    61_000,
+    61_000,
+    30_000,
+    stalled,
+  );
+  assert.equal(behind.progress, stalled.progress);
+  // Never 100 while running, 100 when done.
+  assert.equal(
+    shownAt({ ...running, progress: 99 }, 0, 5000, 1000, null).progress,
+    99,
+  );
+  assert.equal(
+    shownAt(
+      job({ status: "done", progress: 100, etaSeconds: null }),
+      0,
+      0,
+      1000,
+      null,
+    ).progress,
+    100,
+  );
+  assert.equal(
+    shownAt(job({ etaSeconds: 3 }), 0, 10_000, 1000, null).etaSeconds,
+    0,
+  );
+});
+
+Deno.test("texts in both languages: percentages, durations, states", () => {
   assert.equal(formatPercent(0), "0.0 %");
   assert.equal(formatPercent(41.06), "41.0 %");
   assert.equal(formatPercent(100), "100.0 %");
-  assert.equal(formatSeconds(45), "45 s");
-  assert.equal(formatSeconds(95), "1 min 35 s");
-  assert.equal(formatSeconds(120), "2 min");
-  assert.equal(describe(job({ position: 3 })), "#3 in line");
-  assert.equal(describe(job({ position: 1 })), "Next in line");
-  assert.equal(describe(job({ status: "processing" })), "Making the video");
+  assert.equal(formatDuration("en", 45), "45 s");
+  assert.equal(formatDuration("en", 95), "1 min 35 s");
+  assert.equal(formatDuration("zh-CN", 95), "1 分 35 秒");
+  assert.equal(formatDuration("zh-CN", 120), "2 分钟");
+  assert.equal(stateText("en", job({ position: 3 })), "#3 in line");
+  assert.equal(stateText("zh-CN", job({ position: 3 })), "排队第 3 位");
+  assert.equal(stateText("en", job({ position: 1 })), "Next in line");
+  assert.equal(stateText("zh-CN", job({ status: "done" })), "视频已完成");
+});
+
+Deno.test("upload errors become a sentence in the page's language, with the wait", () => {
+  const max = 5 * 1048576;
   assert.equal(
-    errorSentence(415, {
-      error: {
-        code: "unsupported_type",
-        message: "This file is not a PNG, JPEG or WebP image.",
-      },
-    }),
-    "This file is not a PNG, JPEG or WebP image.",
+    uploadError(
+      "en",
+      429,
+      { error: { code: "rate_limited", message: "x" } },
+      "42",
+      max,
+    ),
+    "You have sent many pictures in a minute; try again in 42 s.",
   );
   assert.equal(
-    errorSentence(502, "<html>"),
+    uploadError(
+      "zh-CN",
+      429,
+      { error: { code: "queue_full", message: "x" } },
+      "95",
+      max,
+    ),
+    "队列已满，请在 1 分 35 秒 后重试。",
+  );
+  assert.equal(
+    uploadError("en", 413, { error: { code: "too_large" } }, null, max),
+    "The picture is larger than 5 MiB; choose a smaller one.",
+  );
+  assert.equal(
+    uploadError("en", 502, "<html>bad gateway</html>", null, max),
     "The upload failed (HTTP 502); try again.",
   );
+  assert.equal(
+    checkFile("en", { name: "a.gif", size: 10, type: "image/gif" }, max),
+    "a.gif is not a PNG, JPEG or WebP picture.",
+  );
+  assert.equal(
+    checkFile(
+      "zh-CN",
+      { name: "b.png", size: max + 1, type: "image/png" },
+      max,
+    ),
+    "b.png 超过 5 MiB，请选择更小的图片。",
+  );
+  assert.equal(
+    checkFile("en", { name: "c.webp", size: 10, type: "image/webp" }, max),
+    null,
+  );
+});
+
+Deno.test("the language: an explicit choice, else Accept-Language by q, else English", () => {
+  assert.equal(pickLang(null, "zh-CN,zh;q=0.9,en;q=0.8"), "zh-CN");
+  assert.equal(pickLang(null, "en-GB,zh;q=0.5"), "en");
+  assert.equal(pickLang(null, "fr;q=0.9, zh-TW;q=0.5"), "zh-CN");
+  assert.equal(pickLang(null, "de"), "en");
+  assert.equal(pickLang("en", "zh-CN"), "en");
+  assert.equal(pickLang("klingon", "zh-CN"), "zh-CN");
+  assert.equal(t("zh-CN", "inLine", { n: 2 }), "排队第 2 位");
 });

@@ -1,16 +1,22 @@
 /**
- * `GET /`: the page, rendered on the server with the session's jobs so it is
- * useful before any script loads; the islands then hydrate in place.
+ * The page (`GET /`) and a job's own page (`GET /jobs/{id}`), rendered on the
+ * server with the session's jobs so they are useful before any script loads;
+ * the islands then hydrate in place. The language comes from `?lang=`
+ * (remembered in a cookie), else the cookie, else `Accept-Language`.
  */
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
+import { getCookie, setCookie } from "hono/cookie";
 import type { ComponentChildren, FunctionComponent } from "preact";
 import { renderToString } from "preact-render-to-string";
 import type { AppDeps } from "../app.ts";
+import { type Lang, LANGS, pickLang, t } from "../islands/i18n.ts";
 import JobList from "../islands/JobList.tsx";
 import UploadForm from "../islands/UploadForm.tsx";
-import { listSessionJobs } from "../queue/jobs.ts";
+import { getJob, listSessionJobs } from "../queue/jobs.ts";
 import type { SessionEnv } from "./session.ts";
 import { viewJobs } from "./_views.ts";
+
+const LANG_COOKIE = "img2vid_lang";
 
 /** Server-renders an island inside the element the client hydrates. */
 function Island<P extends object>(
@@ -27,46 +33,107 @@ function Island<P extends object>(
   );
 }
 
-function Page({ children }: { children: ComponentChildren }) {
+function Page(
+  { lang, path, children }: {
+    lang: Lang;
+    path: string;
+    children: ComponentChildren;
+  },
+) {
   return (
-    <html lang="en">
+    <html lang={lang}>
       <head>
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
-        <title>img2vid</title>
+        <meta name="color-scheme" content="light dark" />
+        <title>{t(lang, "title")}</title>
         <link rel="stylesheet" href="/assets/app.css" />
         <script type="module" src="/assets/islands.js" defer />
       </head>
       <body>
-        <main>{children}</main>
+        <main>
+          <header class="top">
+            <h1>
+              <a href="/">{t(lang, "title")}</a>
+            </h1>
+            <nav aria-label={t(lang, "language")} class="langs">
+              {LANGS.map((l) => (
+                <a
+                  href={`${path}?lang=${l}`}
+                  hreflang={l}
+                  lang={l}
+                  aria-current={l === lang ? "true" : undefined}
+                >
+                  {l === "en" ? "English" : "中文"}
+                </a>
+              ))}
+            </nav>
+          </header>
+          {children}
+        </main>
       </body>
     </html>
   );
 }
 
+/** The page's language; an explicit `?lang=` is remembered for a year. */
+function language(c: Context<SessionEnv>): Lang {
+  const asked = c.req.query("lang");
+  const lang = pickLang(
+    asked ?? getCookie(c, LANG_COOKIE),
+    c.req.header("accept-language"),
+  );
+  if (asked && asked === lang) {
+    setCookie(c, LANG_COOKIE, lang, {
+      path: "/",
+      sameSite: "Lax",
+      maxAge: 365 * 24 * 3600,
+    });
+  }
+  return lang;
+}
+
 export function pageRoutes(deps: AppDeps) {
-  return new Hono<SessionEnv>().get("/", async (c) => {
-    const jobs = await viewJobs(
-      deps,
-      await listSessionJobs(deps.kv, c.get("session")),
-    );
+  const render = async (c: Context<SessionEnv>, only?: string) => {
+    const lang = language(c);
+    const records = only
+      ? [await getJob(deps.kv, only)].filter((j) =>
+        j?.session === c.get("session")
+      ).map((j) => j!)
+      : await listSessionJobs(deps.kv, c.get("session"));
+    if (only && records.length === 0) return null;
+    const jobs = await viewJobs(deps, records);
     const html = renderToString(
-      <Page>
-        <h1>img2vid</h1>
-        <p>
-          Upload a picture; the model makes a short video from it, one picture
-          at a time.
-        </p>
+      <Page lang={lang} path={only ? `/jobs/${only}` : "/"}>
+        <p>{t(lang, "intro")}</p>
         <Island
           name="UploadForm"
           component={UploadForm}
-          props={{ maxBytes: deps.config.maxUploadBytes }}
+          props={{ maxBytes: deps.config.maxUploadBytes, lang }}
         />
-        <h2>Your videos</h2>
-        <Island name="JobList" component={JobList} props={{ jobs }} />
+        <h2>
+          {only ? <a href="/">{t(lang, "allJobs")}</a> : t(lang, "yourVideos")}
+        </h2>
+        <Island
+          name="JobList"
+          component={JobList}
+          props={{
+            jobs,
+            lang,
+            modelMs: deps.config.modelMs,
+            ...(only ? { only } : {}),
+          }}
+        />
       </Page>,
     );
     c.header("Cache-Control", "no-store");
+    c.header("Vary", "Accept-Language, Cookie");
     return c.html(`<!doctype html>${html}`);
-  });
+  };
+  return new Hono<SessionEnv>()
+    .get("/", async (c) => (await render(c))!)
+    .get(
+      "/jobs/:id{[0-9A-Z]{26}}",
+      async (c) => (await render(c, c.req.param("id"))) ?? c.notFound(),
+    );
 }
