@@ -6,7 +6,7 @@
  */
 import type { JSX } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { type Lang, t } from "./i18n.ts";
+import { formatSize, type Lang, t } from "./i18n.ts";
 import { checkFile, formatPercent, uploadError } from "./job_state.ts";
 
 export interface UploadFormProps {
@@ -170,7 +170,7 @@ export default function UploadForm({ maxBytes, lang }: UploadFormProps) {
         onChange={onChange}
       />
       <p class="hint">
-        {t(lang, "dropHint", { mb: Math.round(maxBytes / 1048576) })}
+        {t(lang, "dropHint", { size: formatSize(maxBytes) })}
       </p>
       <noscript>
         <button type="submit">{t(lang, "upload")}</button>

@@ -12,7 +12,7 @@ const en = {
   intro:
     "Upload a picture; the model makes a short video from it, one picture at a time.",
   pick: "Choose pictures",
-  dropHint: "or drop them here (PNG, JPEG or WebP, up to {mb} MiB each)",
+  dropHint: "or drop them here (PNG, JPEG or WebP, up to {size} each)",
   upload: "Make videos",
   uploading: "Uploading… {pct}",
   queuedLocal: "Waiting to upload",
@@ -45,10 +45,10 @@ const en = {
   minSec: "{m} min {s} s",
   // Errors, by the API's codes and the page's own checks.
   err_type: "{name} is not a PNG, JPEG or WebP picture.",
-  err_size: "{name} is larger than {mb} MiB; choose a smaller one.",
+  err_size: "{name} is larger than {size}; choose a smaller one.",
   err_bad_request: "The upload was not understood; try again.",
   err_forbidden_origin: "This upload came from another site and was refused.",
-  err_too_large: "The picture is larger than {mb} MiB; choose a smaller one.",
+  err_too_large: "The picture is larger than {size}; choose a smaller one.",
   err_unsupported_type: "This file is not a PNG, JPEG or WebP picture.",
   err_invalid_image:
     "The picture is damaged, empty or too large (over 40 megapixels).",
@@ -69,7 +69,7 @@ const zh: Record<Key, string> = {
   title: "img2vid",
   intro: "上传一张图片，模型会用它制作一段短视频，一次处理一张。",
   pick: "选择图片",
-  dropHint: "或拖放到这里（PNG、JPEG 或 WebP，每张最大 {mb} MiB）",
+  dropHint: "或拖放到这里（PNG、JPEG 或 WebP，每张最大 {size}）",
   upload: "制作视频",
   uploading: "正在上传… {pct}",
   queuedLocal: "等待上传",
@@ -101,10 +101,10 @@ const zh: Record<Key, string> = {
   min: "{m} 分钟",
   minSec: "{m} 分 {s} 秒",
   err_type: "{name} 不是 PNG、JPEG 或 WebP 图片。",
-  err_size: "{name} 超过 {mb} MiB，请选择更小的图片。",
+  err_size: "{name} 超过 {size}，请选择更小的图片。",
   err_bad_request: "无法识别这次上传，请重试。",
   err_forbidden_origin: "此上传来自其他网站，已被拒绝。",
-  err_too_large: "图片超过 {mb} MiB，请选择更小的图片。",
+  err_too_large: "图片超过 {size}，请选择更小的图片。",
   err_unsupported_type: "此文件不是 PNG、JPEG 或 WebP 图片。",
   err_invalid_image: "图片已损坏、为空或过大（超过 4000 万像素）。",
   err_queue_full: "队列已满，请在 {t} 后重试。",
@@ -151,4 +151,11 @@ export function pickLang(
     if (tag.startsWith("en")) return "en";
   }
   return "en";
+}
+
+/** "5 MiB", "195 KiB": a size as the limits are stated. */
+export function formatSize(bytes: number): string {
+  if (bytes >= 1048576) return `${+(bytes / 1048576).toFixed(1)} MiB`;
+  if (bytes >= 1024) return `${Math.round(bytes / 1024)} KiB`;
+  return `${bytes} B`;
 }

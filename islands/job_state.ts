@@ -3,7 +3,7 @@
  * browser. The islands only wire them to events and render the result.
  */
 import type { ApiJob } from "../queue/view.ts";
-import { type Lang, t } from "./i18n.ts";
+import { formatSize, type Lang, t } from "./i18n.ts";
 
 export type { ApiJob };
 
@@ -92,7 +92,7 @@ export function uploadError(
 ): string {
   const code = (body as { error?: { code?: unknown } })?.error?.code;
   const wait = formatDuration(lang, Number(retryAfter) || 1);
-  const mb = Math.round(maxBytes / 1048576);
+  const size = formatSize(maxBytes);
   switch (code) {
     case "bad_request":
     case "forbidden_origin":
@@ -102,7 +102,7 @@ export function uploadError(
     case "queue_full":
     case "rate_limited":
     case "unavailable":
-      return t(lang, `err_${code}`, { t: wait, mb });
+      return t(lang, `err_${code}`, { t: wait, size });
   }
   return t(lang, "err_other", { status });
 }
@@ -148,7 +148,7 @@ export function checkFile(
   if (file.size > maxBytes) {
     return t(lang, "err_size", {
       name: file.name,
-      mb: Math.round(maxBytes / 1048576),
+      size: formatSize(maxBytes),
     });
   }
   return null;

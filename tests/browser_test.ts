@@ -1,24 +1,9 @@
 /** The page in Debian's Chromium, driven by playwright-core, as a person uses it. */
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
-import { CHROMIUM } from "./ensure_chromium.ts";
+import { launch, SCREENSHOTS } from "./_browser.ts";
 import { startServer } from "./_server.ts";
 
 const FIXTURE = new URL("./fixtures/rgb.png", import.meta.url).pathname;
-
-async function launch() {
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
-  return { browser, [Symbol.asyncDispose]: () => browser.close() };
-}
 
 Deno.test({
   name:
@@ -27,8 +12,8 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     await using server = await startServer({ MODEL_DURATION_MS: "4000" });
-    await using b = await launch();
-    const page = await b.browser.newPage();
+    await using browser = await launch();
+    const page = await browser.newPage();
     await page.goto(server.url);
     await page.waitForFunction(() =>
       document.querySelector("[data-island]") !== null

@@ -1,0 +1,37 @@
+/** Debian's Chromium through playwright-core, for the browser tests. */
+import { type Browser, chromium } from "playwright-core";
+import { CHROMIUM } from "./ensure_chromium.ts";
+
+export async function launch(): Promise<Browser & AsyncDisposable> {
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  return Object.assign(browser, {
+    [Symbol.asyncDispose]: () => browser.close(),
+  });
+}
+
+/** Where a test saves what a reviewer may want to look at (not committed). */
+export const SCREENSHOTS = new URL("./screenshots/", import.meta.url).pathname;
+
+/** WCAG 2.x contrast ratio of two CSS `rgb()` colours. */
+export function contrast(a: string, b: string): number {
+  const lum = (css: string) => {
+    const [r, g, bl] = css.match(/[\d.]+/g)!.slice(0, 3).map(Number).map(
+      (v) => {
+        const c = v / 255;
+        return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+      },
+    );
+    return 0.2126 * r + 0.7152 * g + 0.0722 * bl;
+  };
+  const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p);
+  return (x + 0.05) / (y + 0.05);
+}
