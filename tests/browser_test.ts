@@ -73,10 +73,6 @@ Deno.test({
     await page.reload();
     assert.equal(await page.locator("li.job").count(), 1);
     await page.locator("li.job video").waitFor();
-    await Deno.mkdir("tests/screenshots", { recursive: true });
-    await page.screenshot({
-      path: "tests/screenshots/done.png",
-      fullPage: true,
-    });
+    await page.screenshot({ path: `${SCREENSHOTS}done.png`, fullPage: true });
   },
 });
