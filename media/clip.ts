@@ -7,8 +7,13 @@ import type { FfmpegSpec } from "./ffmpeg_child.ts";
 export interface ClipRequest {
   /** The stored upload. */
   input: string;
-  /** Where the MP4 goes; written only if the encode succeeds. */
+  /** Where the MP4 goes (faststart, for `video.url`); written only if the encode succeeds. */
   output: string;
+  /**
+   * Where the same frames go as fragmented MP4 (`empty_moov`, fragments at
+   * keyframes, `default_base_moof`), what Media Source Extensions take.
+   */
+  fragOutput: string;
   /** Displayed size (EXIF orientation applied). */
   width: number;
   height: number;
@@ -32,6 +37,8 @@ export class EncodeError extends Error {
 }
 
 export const FRAMES = 5;
+/** Fragmented MP4 as MSE wants it (issue 6; ISO/IEC 23009-1 style fragments). */
+export const FRAG_FLAGS = "frag_keyframe+empty_moov+default_base_moof";
 export const FPS = 5;
 export const MAX_SIDE = 1280;
 
@@ -214,7 +221,22 @@ export class ChildEncoder implements Encoder {
     const { code, log } = await runFfmpeg({
       inputs: [{ path: req.input, name: "input" }],
       args: clipArgs(req, "input", "out.mp4"),
-      outputs: [{ name: "out.mp4", path: req.output }],
+      // The same stream, remuxed: no second encode.
+      then: [
+        "-i",
+        "out.mp4",
+        "-c",
+        "copy",
+        "-movflags",
+        FRAG_FLAGS,
+        "-f",
+        "mp4",
+        "frag.mp4",
+      ],
+      outputs: [
+        { name: "out.mp4", path: req.output },
+        { name: "frag.mp4", path: req.fragOutput },
+      ],
     }, { timeoutMs: this.opts.timeoutMs, signal: req.signal, writeDir });
     if (code !== 0) {
       const last = log.trim().split("\n").slice(-3).join(" ");

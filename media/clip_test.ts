@@ -23,15 +23,17 @@ async function encodeFixture(name: string) {
   const dir = await Deno.makeTempDir();
   const input = new URL(name, fixtures).pathname;
   const info = await probeImage(bytesSource(await Deno.readFile(input)));
-  const output = `${dir}/out.mp4`;
+  const output = `${dir}/out.mp4`, fragOutput = `${dir}/frag.mp4`;
   await new ChildEncoder({ timeoutMs: 60_000 }).makeClip({
     input,
     output,
+    fragOutput,
     ...info,
   });
   const facts = await inspectVideo(output);
+  const frag = await inspectVideo(fragOutput);
   await Deno.remove(dir, { recursive: true });
-  return { info, facts };
+  return { info, facts, frag };
 }
 
 for (
@@ -48,7 +50,7 @@ for (
   ]
 ) {
   Deno.test(`the clip of ${name} is 5 moving H.264 yuv420p frames in its displayed shape`, async () => {
-    const { info, facts } = await encodeFixture(name);
+    const { info, facts, frag } = await encodeFixture(name);
     assert.equal(facts.codec, "h264");
     assert.equal(facts.pixFmt, "yuv420p");
     assert.equal(facts.frames, 5);
@@ -66,6 +68,15 @@ for (
       facts.boxes.indexOf("moov") < facts.boxes.indexOf("mdat"),
       `faststart: ${facts.boxes}`,
     );
+    // The fragmented copy for Media Source: same frames, moov then moof/mdat pairs.
+    assert.deepEqual([frag.frames, frag.width, frag.height], [
+      5,
+      facts.width,
+      facts.height,
+    ]);
+    assert.equal(frag.boxes[0], "ftyp");
+    assert.equal(frag.boxes[1], "moov");
+    assert.ok(frag.boxes.includes("moof"), `fragmented: ${frag.boxes}`);
   });
 }
 
@@ -85,6 +96,7 @@ Deno.test("a file ffmpeg cannot decode fails with encode_failed and leaves no ou
     new ChildEncoder({ timeoutMs: 60_000 }).makeClip({
       input,
       output: `${dir}/out.mp4`,
+      fragOutput: `${dir}/frag.mp4`,
       width: 64,
       height: 48,
       orientation: 1,
@@ -101,6 +113,7 @@ Deno.test("an encoder that overruns is killed with encode_timeout; a cancel kill
   const req = {
     input,
     output: `${dir}/out.mp4`,
+    fragOutput: `${dir}/frag.mp4`,
     width: 64,
     height: 48,
     orientation: 1,

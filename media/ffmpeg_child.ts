@@ -14,6 +14,8 @@ export interface FfmpegSpec {
   /** Host file → name inside ffmpeg's in-memory file system. */
   inputs: { path: string; name: string }[];
   args: string[];
+  /** A second command, run only if the first succeeded (e.g. a remux). */
+  then?: string[];
   /** Name inside ffmpeg's file system → host file (written only on success). */
   outputs: { name: string; path: string }[];
 }
@@ -33,7 +35,8 @@ async function main(spec: FfmpegSpec): Promise<number> {
   for (const input of spec.inputs) {
     await ffmpeg.writeFile(input.name, await Deno.readFile(input.path));
   }
-  const code = await ffmpeg.exec(spec.args);
+  let code = await ffmpeg.exec(spec.args);
+  if (code === 0 && spec.then) code = await ffmpeg.exec(spec.then);
   if (code === 0) {
     for (const output of spec.outputs) {
       const data = await ffmpeg.readFile(output.name);

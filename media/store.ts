@@ -14,6 +14,10 @@ export interface Store {
   uploadPath(id: string): string;
   /** Where the encoder writes; moved into place by {@link commitVideo}. */
   videoTempPath(id: string): string;
+  /** The fragmented MP4's temporary name, moved with the MP4. */
+  fragTempPath(id: string): string;
+  /** The fragmented MP4 for Media Source playback. */
+  fragPath(id: string): string;
   /** Moves the encoded video into place and returns its size in bytes. */
   commitVideo(id: string): Promise<number>;
   videoPath(id: string): string;
@@ -70,7 +74,17 @@ export class DiskStore implements Store {
     return join(this.tmp, `${safeId(id)}.mp4.part`);
   }
 
+  fragTempPath(id: string) {
+    return join(this.tmp, `${safeId(id)}.frag.mp4.part`);
+  }
+
+  fragPath(id: string) {
+    return join(this.videos, `${safeId(id)}.frag.mp4`);
+  }
+
   async commitVideo(id: string) {
+    // The fragmented copy first: a done job's MP4 implies both are in place.
+    await Deno.rename(this.fragTempPath(id), this.fragPath(id));
     await Deno.rename(this.videoTempPath(id), this.videoPath(id));
     return (await Deno.stat(this.videoPath(id))).size;
   }
@@ -96,7 +110,7 @@ export class DiskStore implements Store {
           continue; // removed meanwhile
         }
         const id = kind === "video"
-          ? entry.name.replace(/\.mp4$/, "")
+          ? entry.name.replace(/(\.frag)?\.mp4$/, "")
           : entry.name;
         yield { kind, id, path, mtime };
       }

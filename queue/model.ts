@@ -49,12 +49,18 @@ export async function runJob(
   const start = job.startedAt ?? clock.now();
   const encoderStop = new AbortController();
   const output = store.videoTempPath(job.id);
+  const fragOutput = store.fragTempPath(job.id);
+  const discard = async () => {
+    await store.remove(output);
+    await store.remove(fragOutput);
+  };
   type Encoded = { ok: true } | { ok: false; error: unknown };
   // Set by the encoder's promise; read by the loop (an object, so TS sees it change).
   const state: { encoded: Encoded | null } = { encoded: null };
   const encoding = deps.encoder.makeClip({
     input: store.uploadPath(job.id),
     output,
+    fragOutput,
     width: job.image.width,
     height: job.image.height,
     orientation: job.image.orientation,
@@ -75,7 +81,7 @@ export async function runJob(
     const elapsed = now - start;
     const encoded = state.encoded;
     if (encoded && !encoded.ok) {
-      await store.remove(output);
+      await discard();
       await finishJob(kv, {
         owner: deps.owner,
         jobId: job.id,
@@ -95,7 +101,7 @@ export async function runJob(
     });
     if (ticked !== "ok") {
       await end(ticked);
-      await store.remove(output);
+      await discard();
       if (ticked === "cancelled") await releaseLease(kv, deps.owner, job.id);
       return ticked;
     }
@@ -119,7 +125,10 @@ export async function runJob(
     retentionMs: deps.retentionMs,
     result: { video: { bytes } },
   });
-  if (!kept) await store.remove(store.videoPath(job.id));
+  if (!kept) {
+    await store.remove(store.videoPath(job.id));
+    await store.remove(store.fragPath(job.id));
+  }
   return kept ? "done" : "cancelled";
 }
 

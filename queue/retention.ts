@@ -28,6 +28,7 @@ export async function sweepExpired(
     if (job.value) op.delete(keys.sessionJob(job.value.session, id));
     if (!(await op.commit()).ok) continue; // changed meanwhile: next sweep
     await store.remove(store.videoPath(id));
+    await store.remove(store.fragPath(id));
     await store.remove(store.uploadPath(id));
     removed++;
   }

@@ -112,6 +112,10 @@ export class FakeEncoder implements Encoder {
       }
       if (this.fail) throw this.fail;
       await Deno.writeFile(req.output, new TextEncoder().encode("fake mp4"));
+      await Deno.writeFile(
+        req.fragOutput,
+        new TextEncoder().encode("fake fragmented mp4"),
+      );
     } finally {
       this.running--;
     }
