@@ -18,6 +18,7 @@ import { mediaRoutes } from "./routes/media.ts";
 import { opsRoutes } from "./routes/ops.ts";
 import { sameOrigin } from "./routes/origin.ts";
 import { pageRoutes } from "./routes/pages.tsx";
+import { playbackRoutes } from "./routes/playback.ts";
 import { session, type SessionEnv } from "./routes/session.ts";
 
 export interface AppDeps {
@@ -61,6 +62,7 @@ export function createApp(deps: AppDeps): Hono<SessionEnv> {
   app.route("/", pageRoutes(deps));
   app.route("/api/jobs", jobRoutes(deps));
   app.route("/api/jobs", eventRoutes(deps));
+  app.route("/", playbackRoutes(deps));
   app.route("/media", mediaRoutes(deps));
 
   app.notFound((c) =>

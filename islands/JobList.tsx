@@ -18,6 +18,7 @@ import {
   stateText,
   upsertJob,
 } from "./job_state.ts";
+import Player from "./Player.tsx";
 import { JOB_CREATED } from "./UploadForm.tsx";
 
 export interface JobListProps {
@@ -178,10 +179,6 @@ function JobCard(
     const res = await fetch(`/api/jobs/${job.id}`, { method: "DELETE" });
     if (res.ok) onUpdate(await res.json());
   };
-  const refresh = async () => {
-    const res = await fetch(`/api/jobs/${job.id}`);
-    if (res.ok) onUpdate(await res.json());
-  };
 
   const percent = shown.progress;
   const preview = previews.get(job.id);
@@ -238,24 +235,12 @@ function JobCard(
           </button>
         </div>
       )}
-      {job.status === "done" && job.video && (
-        <video
-          class="player"
-          src={job.video.url}
+      {job.status === "done" && (
+        <Player
+          jobId={job.id}
           width={job.image.width}
           height={job.image.height}
-          controls
-          muted
-          loop
-          autoplay
-          playsInline
-          preload="auto"
-          controlsList="nodownload noplaybackrate"
-          disablePictureInPicture
-          disableRemotePlayback
-          draggable={false}
-          onContextMenu={(e) => e.preventDefault()}
-          onError={refresh}
+          lang={lang}
         />
       )}
       {job.status === "failed" && <p class="error">{jobError(lang, job)}</p>}

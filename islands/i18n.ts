@@ -61,6 +61,9 @@ const en = {
   err_job: "The video could not be made from this picture.",
   err_crashed:
     "The model stopped several times on this picture; it was not tried again.",
+  noMse:
+    "This browser cannot play protected videos (it has no Media Source Extensions); open the page in a current Chrome, Edge, Firefox or Safari.",
+  playFailed: "The video could not be played; reload the page to try again.",
 } as const;
 
 export type Key = keyof typeof en;
@@ -114,6 +117,9 @@ const zh: Record<Key, string> = {
   err_other: "上传失败（HTTP {status}），请重试。",
   err_job: "无法用这张图片制作视频。",
   err_crashed: "模型处理这张图片时多次中断，已不再重试。",
+  noMse:
+    "此浏览器无法播放受保护的视频（不支持 Media Source Extensions），请使用新版 Chrome、Edge、Firefox 或 Safari 打开。",
+  playFailed: "无法播放视频，请刷新页面重试。",
 };
 
 const DICTS: Record<Lang, Record<Key, string>> = { en, "zh-CN": zh };

@@ -27,8 +27,11 @@ export const keys = {
   finishedAll: () => ["finished"] as const,
   /** The HMAC key for session cookies and video URLs. */
   secret: () => ["meta", "secret"] as const,
-  /** Uploads a session made in one minute bucket. */
-  rate: (session: string, minute: number) => ["rate", session, minute] as const,
+  /** Requests of one kind ("upload", "playback") a session made in one minute. */
+  rate: (kind: string, session: string, minute: number) =>
+    ["rate", kind, session, minute] as const,
+  /** A playback session: its key, and the one-time right to fetch its bytes. */
+  playback: (id: string) => ["playback", id] as const,
   /** Counters for /metrics (Deno.KvU64). */
   stat: (name: string) => ["stats", name] as const,
 };

@@ -1,21 +1,23 @@
 /**
- * Uploads per session per minute (API.md `UPLOADS_PER_MINUTE`): a fixed
- * one-minute window counted in KV, so every web process shares the count.
+ * Requests per session per minute (API.md `UPLOADS_PER_MINUTE`, and
+ * playbacks): a fixed one-minute window counted in KV, so every web process
+ * shares the count.
  */
 import { keys } from "./keys.ts";
 
 /**
- * Counts one upload attempt for `session`. Returns null when allowed, or the
- * milliseconds until the window ends when the limit is reached.
+ * Counts one request of `kind` for `session`. Returns null when allowed, or
+ * the milliseconds until the window ends when the limit is reached.
  */
-export async function takeUploadSlot(
+export async function takeSlot(
   kv: Deno.Kv,
+  kind: "upload" | "playback",
   session: string,
   now: number,
   perMinute: number,
 ): Promise<number | null> {
   const minute = Math.floor(now / 60_000);
-  const key = keys.rate(session, minute);
+  const key = keys.rate(kind, session, minute);
   for (;;) {
     const entry = await kv.get<number>(key);
     const used = entry.value ?? 0;

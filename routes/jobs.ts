@@ -14,7 +14,7 @@ import {
   listSessionJobs,
 } from "../queue/jobs.ts";
 import { keys } from "../queue/keys.ts";
-import { takeUploadSlot } from "../queue/rate.ts";
+import { takeSlot } from "../queue/rate.ts";
 import { remainingMs } from "../queue/view.ts";
 import { ApiError, badRequest, notFound, tooLarge, tooMany } from "./errors.ts";
 import type { SessionEnv } from "./session.ts";
@@ -71,8 +71,9 @@ export function jobRoutes(deps: AppDeps) {
         await refused(kv, 0);
         throw tooLarge(config.maxUploadBytes);
       }
-      const wait = await takeUploadSlot(
+      const wait = await takeSlot(
         kv,
+        "upload",
         session,
         clock.now(),
         config.uploadsPerMinute,

@@ -102,7 +102,11 @@ export function pageRoutes(deps: AppDeps) {
       ).map((j) => j!)
       : await listSessionJobs(deps.kv, c.get("session"));
     if (only && records.length === 0) return null;
-    const jobs = await viewJobs(deps, records);
+    // The page plays through Media Source (routes/playback.ts): no video
+    // address goes into it, not even in the islands' props.
+    const jobs = (await viewJobs(deps, records)).map((j) =>
+      j.video ? { ...j, video: { ...j.video, url: "" } } : j
+    );
     const html = renderToString(
       <Page lang={lang} path={only ? `/jobs/${only}` : "/"}>
         <p>{t(lang, "intro")}</p>

@@ -1,7 +1,7 @@
 /** Load behaviour a user relies on: the queue cap, Retry-After, shared watches, no leaks. */
 import assert from "node:assert/strict";
 import { loadConfig } from "../config.ts";
-import { takeUploadSlot } from "../queue/rate.ts";
+import { takeSlot } from "../queue/rate.ts";
 import { startService } from "../service.ts";
 import { FakeEncoder } from "./_fakes.ts";
 import { Client, fixture, startServer } from "./_server.ts";
@@ -41,16 +41,16 @@ Deno.test("MAX_QUEUE under 30 concurrent uploads: exactly the cap is accepted, t
 Deno.test("rate limit Retry-After is the time left in the session's minute", async () => {
   using kv = await Deno.openKv(":memory:");
   const minute = 29_000_000 * 60_000;
-  assert.equal(await takeUploadSlot(kv, "s", minute + 1_000, 2), null);
-  assert.equal(await takeUploadSlot(kv, "s", minute + 2_000, 2), null);
-  assert.equal(await takeUploadSlot(kv, "s", minute + 45_000, 2), 15_000);
+  assert.equal(await takeSlot(kv, "upload", "s", minute + 1_000, 2), null);
+  assert.equal(await takeSlot(kv, "upload", "s", minute + 2_000, 2), null);
+  assert.equal(await takeSlot(kv, "upload", "s", minute + 45_000, 2), 15_000);
   assert.equal(
-    await takeUploadSlot(kv, "other", minute + 45_000, 2),
+    await takeSlot(kv, "upload", "other", minute + 45_000, 2),
     null,
     "per session",
   );
   assert.equal(
-    await takeUploadSlot(kv, "s", minute + 60_000, 2),
+    await takeSlot(kv, "upload", "s", minute + 60_000, 2),
     null,
     "a new minute",
   );

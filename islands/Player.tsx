@@ -1,0 +1,166 @@
+/**
+ * The read-only player. It asks the server for a playback, fetches the
+ * sealed clip once, opens it with WebCrypto and feeds it to Media Source
+ * Extensions (ManagedMediaSource where the browser has it, as iOS 17.1+
+ * does), so the <video> only ever holds a blob: URL, revoked as soon as the
+ * media source has opened. Download, picture-in-picture, remote playback and
+ * the context menu are all turned off. Browsers without Media Source get a
+ * message instead of a player.
+ */
+import { useEffect, useRef, useState } from "preact/hooks";
+import { type Lang, t } from "./i18n.ts";
+
+interface PlaybackGrant {
+  type: string;
+  segments: string[];
+  key: string;
+  iv: string;
+}
+
+const fromBase64Url = (s: string) =>
+  Uint8Array.from(
+    atob(s.replaceAll("-", "+").replaceAll("_", "/")),
+    (c) => c.charCodeAt(0),
+  );
+
+/** The nonce of record `n` (media/seal.ts). */
+function recordIv(iv: Uint8Array, n: number): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(12);
+  out.set(iv);
+  const view = new DataView(out.buffer);
+  view.setUint32(8, (view.getUint32(8) + n) >>> 0);
+  return out;
+}
+
+/** Opens the sealed records of one segment. */
+async function unseal(
+  sealed: Uint8Array,
+  key: CryptoKey,
+  iv: Uint8Array,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for (let at = 0, n = 0; at + 4 <= sealed.length; n++) {
+    const length = new DataView(sealed.buffer, sealed.byteOffset + at, 4)
+      .getUint32(0);
+    const plain = new Uint8Array(
+      await crypto.subtle.decrypt(
+        { name: "AES-GCM", iv: recordIv(iv, n) },
+        key,
+        sealed.slice(at + 4, at + 4 + length),
+      ),
+    );
+    parts.push(plain);
+    size += plain.length;
+    at += 4 + length;
+  }
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+type MediaSourceCtor = typeof MediaSource;
+
+function mediaSourceClass(): MediaSourceCtor | null {
+  const g = globalThis as unknown as {
+    ManagedMediaSource?: MediaSourceCtor;
+    MediaSource?: MediaSourceCtor;
+  };
+  return g.ManagedMediaSource ?? g.MediaSource ?? null;
+}
+
+export default function Player(
+  { jobId, width, height, lang }: {
+    jobId: string;
+    width: number;
+    height: number;
+    lang: Lang;
+  },
+) {
+  const video = useRef<HTMLVideoElement>(null);
+  const [problem, setProblem] = useState<string | null>(null);
+
+  useEffect(() => {
+    const el = video.current!;
+    const MS = mediaSourceClass();
+    if (!MS) {
+      setProblem(t(lang, "noMse"));
+      return;
+    }
+    let cancelled = false;
+    let url: string | null = null;
+    (async () => {
+      const res = await fetch(`/api/jobs/${jobId}/playback`, {
+        method: "POST",
+      });
+      if (!res.ok) throw new Error(`playback ${res.status}`);
+      const grant = (await res.json()) as PlaybackGrant;
+      if (!MS.isTypeSupported(grant.type)) {
+        setProblem(t(lang, "noMse"));
+        return;
+      }
+      const key = await crypto.subtle.importKey(
+        "raw",
+        fromBase64Url(grant.key),
+        "AES-GCM",
+        false,
+        ["decrypt"],
+      );
+      const iv = fromBase64Url(grant.iv);
+      const segments: Uint8Array<ArrayBuffer>[] = [];
+      for (const address of grant.segments) {
+        const sealed = new Uint8Array(
+          await (await fetch(address)).arrayBuffer(),
+        );
+        segments.push(await unseal(sealed, key, iv));
+      }
+      if (cancelled) return;
+      const source = new MS();
+      el.disableRemotePlayback = true; // ManagedMediaSource requires it
+      url = URL.createObjectURL(source);
+      source.addEventListener("sourceopen", () => {
+        URL.revokeObjectURL(url!); // the blob: address is gone once opened
+        const buffer = source.addSourceBuffer(grant.type);
+        const next = () => {
+          const segment = segments.shift();
+          if (segment) buffer.appendBuffer(segment);
+          else if (source.readyState === "open") source.endOfStream();
+        };
+        buffer.addEventListener("updateend", next);
+        next();
+      }, { once: true });
+      el.src = url;
+    })().catch(() => !cancelled && setProblem(t(lang, "playFailed")));
+    return () => {
+      cancelled = true;
+      if (url) URL.revokeObjectURL(url);
+      el.removeAttribute("src");
+      el.load();
+    };
+  }, [jobId]);
+
+  if (problem) return <p class="error">{problem}</p>;
+  return (
+    <video
+      ref={video}
+      class="player"
+      width={width}
+      height={height}
+      controls
+      muted
+      loop
+      autoplay
+      playsInline
+      controlsList="nodownload noplaybackrate noremoteplayback"
+      disablePictureInPicture
+      disableRemotePlayback
+      draggable={false}
+      onContextMenu={(e) => e.preventDefault()}
+      onDragStart={(e) => e.preventDefault()}
+    />
+  );
+}

@@ -1,0 +1,152 @@
+/**
+ * Read-only playback, hardened (issue 6). The page asks for a playback
+ * (`POST /api/jobs/{id}/playback`, owner only, rate-limited) and gets a
+ * one-time segment address valid for a minute, signed for the session, the
+ * job and the playback, plus a key made for this playback alone. The segment
+ * route serves the fragmented MP4 sealed with that key (media/seal.ts) to
+ * one `fetch()` only: the bytes on the wire are not a video, and no address
+ * in the page plays or downloads anything.
+ */
+import { Hono } from "hono";
+import { z } from "zod";
+import { zValidator } from "@hono/zod-validator";
+import type { AppDeps } from "../app.ts";
+import { avcCodec, mseType } from "../media/mp4.ts";
+import { importKey, sealFile } from "../media/seal.ts";
+import { getJob } from "../queue/jobs.ts";
+import { keys } from "../queue/keys.ts";
+import { takeSlot } from "../queue/rate.ts";
+import { ApiError, notFound, tooMany } from "./errors.ts";
+import { type SessionEnv, sign, verify } from "./session.ts";
+import { jobIdParam } from "./_validate.ts";
+import { encodeBase64Url } from "./_base64.ts";
+
+/** Playbacks one session may start in a minute. */
+export const PLAYBACKS_PER_MINUTE = 30;
+/** How long a segment address works. */
+export const SEGMENT_TTL_MS = 60_000;
+
+interface Playback {
+  jobId: string;
+  session: string;
+  key: Uint8Array<ArrayBuffer>;
+  iv: Uint8Array<ArrayBuffer>;
+}
+
+const forbidden = (message: string) => new ApiError(403, "forbidden", message);
+const claim = (id: string, session: string, playback: string, exp: number) =>
+  `${id}:${session}:${playback}:${exp}`;
+
+const segmentQuery = zValidator(
+  "query",
+  z.object({
+    p: z.string().regex(/^[A-Za-z0-9_-]{22}$/),
+    exp: z.coerce.number().int().positive(),
+    sig: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
+  }),
+  (result) => {
+    if (!result.success) throw forbidden("This segment address is not valid.");
+  },
+);
+
+export function playbackRoutes(deps: AppDeps) {
+  const codecs = new Map<string, string>(); // job id → codec string; a done video never changes
+
+  return new Hono<SessionEnv>()
+    .post("/api/jobs/:id/playback", jobIdParam, async (c) => {
+      const session = c.get("session");
+      const job = await getJob(deps.kv, c.req.valid("param").id);
+      if (!job || job.session !== session) throw notFound();
+      if (job.status !== "done") {
+        throw new ApiError(409, "not_playable", "This job has no video yet.");
+      }
+      const now = deps.clock.now();
+      const wait = await takeSlot(
+        deps.kv,
+        "playback",
+        session,
+        now,
+        PLAYBACKS_PER_MINUTE,
+      );
+      if (wait !== null) {
+        throw tooMany(
+          "rate_limited",
+          "Too many playbacks in a minute; wait a little.",
+          wait,
+        );
+      }
+      let codec = codecs.get(job.id);
+      if (!codec) {
+        using file = await Deno.open(deps.store.fragPath(job.id));
+        const head = new Uint8Array(4096);
+        const n = (await file.read(head)) ?? 0;
+        codec = avcCodec(head.subarray(0, n)) ?? "avc1.64001f";
+        if (codecs.size > 256) codecs.clear();
+        codecs.set(job.id, codec);
+      }
+      const id = encodeBase64Url(crypto.getRandomValues(new Uint8Array(16)));
+      const playback: Playback = {
+        jobId: job.id,
+        session,
+        key: crypto.getRandomValues(new Uint8Array(32)),
+        iv: crypto.getRandomValues(new Uint8Array(12)),
+      };
+      const exp = now + SEGMENT_TTL_MS;
+      await deps.kv.set(keys.playback(id), playback, {
+        expireIn: 2 * SEGMENT_TTL_MS,
+      });
+      const sig = await sign(
+        deps.key,
+        "segment",
+        claim(job.id, session, id, exp),
+      );
+      c.header("Cache-Control", "no-store");
+      return c.json({
+        type: mseType(codec),
+        segments: [`/media/${job.id}/segment?p=${id}&exp=${exp}&sig=${sig}`],
+        key: encodeBase64Url(playback.key),
+        iv: encodeBase64Url(playback.iv),
+        expiresAt: new Date(exp).toISOString(),
+      }, 201);
+    })
+    .get("/media/:id/segment", jobIdParam, segmentQuery, async (c) => {
+      // Only a script's fetch() may read it: not a tab, not a <video>.
+      const dest = c.req.header("sec-fetch-dest");
+      if (dest !== undefined && dest !== "empty") {
+        throw forbidden("This address is read by the page's player only.");
+      }
+      const { id } = c.req.valid("param");
+      const { p, exp, sig } = c.req.valid("query");
+      const session = c.get("session");
+      if (exp <= deps.clock.now()) {
+        throw forbidden("This segment address has expired.");
+      }
+      if (!await verify(deps.key, "segment", claim(id, session, p, exp), sig)) {
+        throw forbidden("This segment address is not yours.");
+      }
+      // One fetch per playback: the record is taken in the same commit that checks it.
+      const entry = await deps.kv.get<Playback>(keys.playback(p));
+      const playback = entry.value;
+      if (!playback || playback.session !== session || playback.jobId !== id) {
+        throw forbidden("This segment address was used already.");
+      }
+      const taken = await deps.kv.atomic().check(entry).delete(keys.playback(p))
+        .commit();
+      if (!taken.ok) throw forbidden("This segment address was used already.");
+      let file: Deno.FsFile;
+      try {
+        file = await Deno.open(deps.store.fragPath(id));
+      } catch (e) {
+        if (e instanceof Deno.errors.NotFound) {
+          throw forbidden("This video is not available.");
+        }
+        throw e;
+      }
+      const key = await importKey(playback.key, "encrypt");
+      return c.body(sealFile(file, key, playback.iv), 200, {
+        "Content-Type": "application/octet-stream",
+        "Cache-Control": "private, no-store",
+        "Cross-Origin-Resource-Policy": "same-origin",
+      });
+    });
+}

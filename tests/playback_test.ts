@@ -1,0 +1,178 @@
+/** Issue 6 on the server: playback grants, one-time sealed segments, what an attacker gets. */
+import assert from "node:assert/strict";
+import { runFfmpeg } from "../media/clip.ts";
+import { importKey, openSealed } from "../media/seal.ts";
+import { decodeBase64Url } from "../routes/_base64.ts";
+import { loadConfig } from "../config.ts";
+import { startService } from "../service.ts";
+import { FakeClock, FakeEncoder } from "./_fakes.ts";
+import { Client, fixture, startServer } from "./_server.ts";
+
+interface Grant {
+  type: string;
+  segments: string[];
+  key: string;
+  iv: string;
+  expiresAt: string;
+}
+const FETCH = { "sec-fetch-dest": "empty", "sec-fetch-site": "same-origin" };
+
+Deno.test("playback: the owner gets a sealed clip once; others, replays, tabs and forgeries get nothing", async (t) => {
+  await using server = await startServer({ MODEL_DURATION_MS: "300" });
+  const owner = new Client(server.url);
+  const { id } = (await owner.upload(await fixture("rgb.png"))).body as {
+    id: string;
+  };
+  await owner.events(id, (j) => j.status === "done");
+  const grantFor = async (client: Client) => {
+    const res = await client.json<Grant>(`/api/jobs/${id}/playback`, {
+      method: "POST",
+    });
+    assert.equal(res.status, 201);
+    return res.body;
+  };
+
+  await t.step(
+    "the grant: an MSE type, one segment address valid about a minute, a key",
+    async () => {
+      const grant = await grantFor(owner);
+      assert.match(grant.type, /^video\/mp4; codecs="avc1\.[0-9a-f]{6}"$/);
+      assert.equal(grant.segments.length, 1);
+      const left = Date.parse(grant.expiresAt) - Date.now();
+      assert.ok(left > 30_000 && left <= 60_000, `${left} ms`);
+      assert.equal(decodeBase64Url(grant.key)!.length, 32);
+    },
+  );
+
+  await t.step(
+    "the segment: sealed bytes that open to the fragmented MP4, and do not parse as video",
+    async () => {
+      const grant = await grantFor(owner);
+      const res = await owner.fetch(grant.segments[0], { headers: FETCH });
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("cache-control"), "private, no-store");
+      assert.equal(
+        res.headers.get("cross-origin-resource-policy"),
+        "same-origin",
+      );
+      assert.equal(res.headers.get("x-content-type-options"), "nosniff");
+      const sealed = new Uint8Array(await res.arrayBuffer());
+      const key = await importKey(decodeBase64Url(grant.key)!, "decrypt");
+      const clip = await openSealed(sealed, key, decodeBase64Url(grant.iv)!);
+      assert.deepEqual(
+        clip,
+        await Deno.readFile(`${server.dataDir}/videos/${id}.frag.mp4`),
+      );
+      // What curl or the network tab captures is not a video.
+      const dir = await Deno.makeTempDir();
+      await Deno.writeFile(`${dir}/captured`, sealed);
+      const probe = await runFfmpeg({
+        inputs: [{ path: `${dir}/captured`, name: "captured" }],
+        args: ["-i", "captured", "-f", "null", "-"],
+        outputs: [],
+      }, { timeoutMs: 60_000, writeDir: dir });
+      assert.notEqual(probe.code, 0, "ffmpeg cannot read the captured bytes");
+      await Deno.remove(dir, { recursive: true });
+      // The same address again: refused (the playback's nonce is spent).
+      const again = await owner.fetch(grant.segments[0], { headers: FETCH });
+      assert.equal(again.status, 403);
+      await again.body?.cancel();
+    },
+  );
+
+  await t.step(
+    "refused: another session, no cookie, a tab or a <video>, a forged signature",
+    async () => {
+      const stranger = new Client(server.url);
+      const res = await stranger.fetch(`/api/jobs/${id}/playback`, {
+        method: "POST",
+      });
+      assert.equal(res.status, 404);
+      await res.body?.cancel();
+      const grant = await grantFor(owner);
+      const url = grant.segments[0];
+      const refused = async (
+        client: Client | null,
+        path: string,
+        headers: HeadersInit,
+      ) => {
+        const r = client
+          ? await client.fetch(path, { headers })
+          : await fetch(server.url + path, { headers });
+        assert.equal(r.status, 403, `${path} ${JSON.stringify(headers)}`);
+        assert.equal((await r.json()).error.code, "forbidden");
+      };
+      await refused(stranger, url, FETCH);
+      await refused(null, url, FETCH);
+      await refused(owner, url, { "sec-fetch-dest": "document" });
+      await refused(owner, url, { "sec-fetch-dest": "video" });
+      await refused(
+        owner,
+        url.replace(/sig=./, (m) => (m.endsWith("A") ? "sig=B" : "sig=A")),
+        FETCH,
+      );
+      await refused(
+        owner,
+        url.replace(/exp=\d+/, (m) => `exp=${Number(m.slice(4)) + 60_000}`),
+        FETCH,
+      );
+      // None of those spent the owner's playback.
+      const ok = await owner.fetch(url, { headers: FETCH });
+      assert.equal(ok.status, 200);
+      await ok.body?.cancel();
+    },
+  );
+});
+
+Deno.test("playback: an expired segment address is refused; too many playbacks get 429", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const clock = new FakeClock(Date.now());
+  const service = await startService(
+    loadConfig({
+      DATA_DIR: dataDir,
+      KV_PATH: ":memory:",
+      MODEL_DURATION_MS: "1000",
+    }),
+    { clock, encoder: new FakeEncoder() },
+  );
+  const app = service.app!;
+  const up = await app.request("/api/jobs", {
+    method: "POST",
+    body: await fixture("rgb.png"),
+    headers: { "content-type": "image/png" },
+  });
+  const cookie = up.headers.get("set-cookie")!.split(";")[0];
+  const { id } = await up.json();
+  // Run the model to its end on the fake clock.
+  while (
+    (await (await app.request(`/api/jobs/${id}`, { headers: { cookie } }))
+      .json()).status !== "done"
+  ) {
+    await clock.untilSleeping(1);
+    clock.wakeNext();
+  }
+  const grant = await (await app.request(`/api/jobs/${id}/playback`, {
+    method: "POST",
+    headers: { cookie },
+  })).json();
+  clock.advance(60_001);
+  const late = await app.request(grant.segments[0], {
+    headers: { cookie, ...FETCH },
+  });
+  assert.equal(late.status, 403);
+  assert.match((await late.json()).error.message, /expired/);
+  let last: Response | null = null;
+  for (let i = 0; i <= 30; i++) { // 30 a minute are allowed
+    last = await app.request(`/api/jobs/${id}/playback`, {
+      method: "POST",
+      headers: { cookie },
+    });
+    if (last.status === 429) break;
+    await last.body?.cancel();
+  }
+  assert.equal(last!.status, 429);
+  assert.equal((await last!.json()).error.code, "rate_limited");
+  assert.ok(Number(last!.headers.get("retry-after")) >= 1);
+  await service.close();
+  await Deno.remove(dataDir, { recursive: true });
+});
