@@ -1,0 +1,159 @@
+/** Issue 6 in Chromium: the player plays and seeks from a blob: only, with no way to save. */
+import assert from "node:assert/strict";
+import type { CDPSession } from "playwright-core";
+import { launch, SCREENSHOTS } from "./_browser.ts";
+import { startServer } from "./_server.ts";
+
+interface DomNode {
+  nodeId: number;
+  nodeName: string;
+  attributes?: string[];
+  children?: DomNode[];
+  shadowRoots?: DomNode[];
+}
+
+/** The `display` of each media-control part in the video's user-agent shadow tree, by its pseudo id. */
+async function mediaControls(cdp: CDPSession): Promise<Map<string, string>> {
+  await cdp.send("DOM.enable");
+  await cdp.send("CSS.enable");
+  const { root } = await cdp.send("DOM.getDocument", {
+    depth: -1,
+    pierce: true,
+  }) as { root: DomNode };
+  const found = new Map<string, string>();
+  const walk = async (node: DomNode) => {
+    const attrs = node.attributes ?? [];
+    const at = attrs.indexOf("pseudo");
+    if (at >= 0 && /media-controls/.test(attrs[at + 1])) {
+      const { computedStyle } = await cdp.send("CSS.getComputedStyleForNode", {
+        nodeId: node.nodeId,
+      }) as {
+        computedStyle: { name: string; value: string }[];
+      };
+      found.set(
+        attrs[at + 1],
+        computedStyle.find((p) => p.name === "display")?.value ?? "",
+      );
+    }
+    for (
+      const child of [...(node.shadowRoots ?? []), ...(node.children ?? [])]
+    ) await walk(child);
+  };
+  await walk(root);
+  return found;
+}
+
+Deno.test({
+  name:
+    "player: plays and seeks from a blob: URL, never requests a video, hides download, PiP and cast",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using server = await startServer({ MODEL_DURATION_MS: "500" });
+    await using browser = await launch();
+    const page = await browser.newPage();
+    const destinations: string[] = [];
+    page.on(
+      "request",
+      async (r) =>
+        destinations.push((await r.allHeaders())["sec-fetch-dest"] ?? ""),
+    );
+    await page.goto(server.url);
+    await page.waitForFunction(() =>
+      document.querySelector("[data-island] form") !== null
+    );
+    await page.setInputFiles(
+      'input[name="image"]',
+      new URL("./fixtures/baseline.jpg", import.meta.url).pathname,
+    );
+    await page.waitForFunction(
+      () => {
+        const v = document.querySelector("video");
+        return v !== null && v.readyState >= 3 && v.currentTime > 0;
+      },
+      null,
+      { timeout: 20_000 },
+    );
+
+    const facts = await page.evaluate(async () => {
+      const v = document.querySelector("video")!;
+      const t0 = v.currentTime;
+      // Time advances: wait for a timeupdate that says so.
+      await new Promise<void>((resolve) => {
+        const on = () => {
+          if (v.currentTime === t0) return;
+          v.removeEventListener("timeupdate", on);
+          resolve();
+        };
+        v.addEventListener("timeupdate", on);
+      });
+      const advanced = v.currentTime !== t0;
+      const seeked = new Promise((r) =>
+        v.addEventListener("seeked", r, { once: true })
+      );
+      v.currentTime = 0.5;
+      await seeked;
+      const menu = new MouseEvent("contextmenu", {
+        bubbles: true,
+        cancelable: true,
+      });
+      v.dispatchEvent(menu);
+      return {
+        src: v.currentSrc,
+        advanced,
+        afterSeek: v.currentTime,
+        frames: v.getVideoPlaybackQuality().totalVideoFrames,
+        readyState: v.readyState,
+        menuBlocked: menu.defaultPrevented,
+        draggable: v.draggable,
+        pip: v.disablePictureInPicture,
+        remote: v.disableRemotePlayback,
+        html: document.documentElement.outerHTML,
+      };
+    });
+    assert.match(facts.src, /^blob:/);
+    assert.ok(facts.advanced, "time advances");
+    assert.ok(
+      Math.abs(facts.afterSeek - 0.5) < 0.25 || facts.afterSeek < 1,
+      `seeked to ${facts.afterSeek}`,
+    );
+    assert.ok(facts.frames > 0, "frames decoded");
+    assert.ok(facts.readyState >= 3);
+    assert.equal(facts.menuBlocked, true);
+    assert.equal(facts.draggable, false);
+    assert.equal(facts.pip, true);
+    assert.equal(facts.remote, true);
+    assert.doesNotMatch(
+      facts.html,
+      /\/media\/[0-9A-Z]{26}\?/,
+      "no video address anywhere in the page",
+    );
+    assert.ok(
+      !destinations.includes("video"),
+      `requests by destination: ${[...new Set(destinations)]}`,
+    );
+
+    const cdp = await page.context().newCDPSession(page);
+    const controls = await mediaControls(cdp);
+    const shown = (pseudo: string) =>
+      controls.has(pseudo) && controls.get(pseudo) !== "none";
+    assert.ok(
+      shown("-webkit-media-controls-timeline"),
+      `the method sees controls: ${[...controls.keys()].join(", ")}`,
+    );
+    for (
+      const hidden of [
+        "-internal-media-controls-download-button",
+        "-internal-media-controls-picture-in-picture-button",
+        "-internal-media-controls-cast-button",
+        "-internal-media-controls-overlay-cast-button",
+      ]
+    ) {
+      assert.ok(
+        !shown(hidden),
+        `${hidden} is ${controls.get(hidden) ?? "absent"}`,
+      );
+    }
+    await page.screenshot({ path: `${SCREENSHOTS}player.png`, fullPage: true });
+  },
+});
