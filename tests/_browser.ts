@@ -1,5 +1,5 @@
 /** Debian's Chromium through playwright-core, for the browser tests. */
-import { type Browser, chromium } from "playwright-core";
+import { type Browser, chromium, type Page } from "playwright-core";
 import { CHROMIUM } from "./ensure_chromium.ts";
 
 export async function launch(): Promise<Browser & AsyncDisposable> {
@@ -34,4 +34,26 @@ export function contrast(a: string, b: string): number {
   };
   const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p);
   return (x + 0.05) / (y + 0.05);
+}
+
+/** Goes to `url` and waits until the islands have hydrated the form. */
+export async function openPage(page: Page, url: string): Promise<Page> {
+  await page.goto(url);
+  await page.waitForFunction(() =>
+    document.querySelector("[data-island] form") !== null
+  );
+  return page;
+}
+
+/** Presses Tab until `focused` holds for the active element (at most 15 times). */
+export async function tabTo(page: Page, focused: string): Promise<void> {
+  for (let i = 0; i < 15; i++) {
+    const at = await page.evaluate(
+      (sel: string) => document.activeElement?.matches(sel) ?? false,
+      focused,
+    );
+    if (at) return;
+    await page.keyboard.press("Tab");
+  }
+  throw new Error(`Tab never reached ${focused}`);
 }

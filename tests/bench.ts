@@ -294,18 +294,8 @@ async function ingest(dir: string) {
       ok: statuses.filter((s) => s === 202).length,
     };
   };
-  const bare = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      SERVER_V8_FLAGS,
-      new URL("./bench_bare.ts", import.meta.url).pathname,
-      dir,
-      "/dev/null",
-    ],
-    stdout: "piped",
-  }).spawn();
-  const bareUrl = await firstUrl(bare.stdout);
+  const bare = await startBare(dir, "/dev/null");
+  const bareUrl = bare.url;
   await using server = await startServer({
     MAX_QUEUE: "10000",
     UPLOADS_PER_MINUTE: "10000",
@@ -344,8 +334,7 @@ async function ingest(dir: string) {
       runs[kind].push(await kinds[kind]());
     }
   }
-  bare.kill();
-  await bare.status;
+  await bare.stop();
   const median = (rs: Run[]) => ({
     mbps: quantile(rs.map((r) => r.mbps), 0.5),
     growth: Math.max(...rs.map((r) => r.growth)),
@@ -370,6 +359,29 @@ async function ingest(dir: string) {
       `≥ 0.7× (${fmt(ratio, 2)}×, median of ${ROUNDS} paired runs), ≤ 64 MB`,
     );
   }
+}
+
+/** The bare baseline server (tests/bench_bare.ts), serving `file` on GET. */
+async function startBare(dir: string, file: string) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      SERVER_V8_FLAGS,
+      new URL("./bench_bare.ts", import.meta.url).pathname,
+      dir,
+      file,
+    ],
+    stdout: "piped",
+  }).spawn();
+  return {
+    url: await firstUrl(child.stdout),
+    pid: child.pid,
+    async stop() {
+      child.kill();
+      await child.status;
+    },
+  };
 }
 
 async function firstUrl(stream: ReadableStream<Uint8Array>): Promise<string> {
@@ -484,18 +496,8 @@ async function video(dir: string, image: Uint8Array) {
     }));
     return mb(rounds * size) / ((performance.now() - t0) / 1000);
   };
-  const bare = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      SERVER_V8_FLAGS,
-      new URL("./bench_bare.ts", import.meta.url).pathname,
-      dir,
-      file,
-    ],
-    stdout: "piped",
-  }).spawn();
-  const bareUrl = await firstUrl(bare.stdout);
+  const bare = await startBare(dir, file);
+  const bareUrl = bare.url;
   // Alternate three runs each and keep the medians: single runs vary ±30 % here.
   const bases: number[] = [], ourRuns: number[] = [];
   const media = {
@@ -515,8 +517,7 @@ async function video(dir: string, image: Uint8Array) {
       }),
     );
   }
-  bare.kill();
-  await bare.status;
+  await bare.stop();
   const base = quantile(bases, 0.5), ours = quantile(ourRuns, 0.5);
   const ratio = quantile(ourRuns.map((o, i) => o / bases[i]), 0.5);
   row(

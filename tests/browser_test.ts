@@ -1,6 +1,6 @@
 /** The page in Debian's Chromium, driven by playwright-core, as a person uses it. */
 import assert from "node:assert/strict";
-import { launch, SCREENSHOTS } from "./_browser.ts";
+import { launch, openPage, SCREENSHOTS } from "./_browser.ts";
 import { startServer } from "./_server.ts";
 
 const FIXTURE = new URL("./fixtures/rgb.png", import.meta.url).pathname;
@@ -14,10 +14,7 @@ Deno.test({
     await using server = await startServer({ MODEL_DURATION_MS: "4000" });
     await using browser = await launch();
     const page = await browser.newPage();
-    await page.goto(server.url);
-    await page.waitForFunction(() =>
-      document.querySelector("[data-island]") !== null
-    );
+    await openPage(page, server.url);
     await page.setInputFiles('input[name="image"]', FIXTURE); // uploads at once
 
     // The percentage moves: at least three different values before done.

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
-import { contrast, launch, SCREENSHOTS } from "./_browser.ts";
+import { contrast, launch, openPage, SCREENSHOTS, tabTo } from "./_browser.ts";
 import { fixture, startServer } from "./_server.ts";
 
 const OPTS = { sanitizeOps: false, sanitizeResources: false }; // playwright's pipe outlives awaits
@@ -113,10 +113,7 @@ Deno.test({
     await using server = await startServer({ MODEL_DURATION_MS: "500" });
     await using browser = await launch();
     const page = await browser.newPage();
-    await page.goto(server.url);
-    await page.waitForFunction(() =>
-      document.querySelector("[data-island] form") !== null
-    );
+    await openPage(page, server.url);
     // Upload slowly enough to see the percentage move: 1 MB at 512 KB/s.
     const cdp = await page.context().newCDPSession(page);
     await cdp.send("Network.enable");
@@ -210,10 +207,7 @@ Deno.test({
     });
     await using browser = await launch();
     const page = await browser.newPage();
-    await page.goto(server.url);
-    await page.waitForFunction(() =>
-      document.querySelector("[data-island] form") !== null
-    );
+    await openPage(page, server.url);
     await drop(page, [
       {
         name: "cat.gif",
@@ -276,10 +270,7 @@ Deno.test({
       });
     });
     const page = await context.newPage();
-    await page.goto(server.url);
-    await page.waitForFunction(() =>
-      document.querySelector("[data-island] form") !== null
-    );
+    await openPage(page, server.url);
     await record(page);
     const paths = ["rgb.png", "baseline.jpg", "lossy.webp"].map((f) =>
       new URL(`./fixtures/${f}`, import.meta.url).pathname
@@ -383,10 +374,7 @@ Deno.test({
       const id = (await r.allHeaders())["last-event-id"];
       if (id) lastEventIds.push(id);
     });
-    await page.goto(server.url);
-    await page.waitForFunction(() =>
-      document.querySelector("[data-island] form") !== null
-    );
+    await openPage(page, server.url);
     await page.setInputFiles(
       'input[name="image"]',
       new URL("./fixtures/rgb.png", import.meta.url).pathname,
@@ -443,10 +431,7 @@ Deno.test({
       extraHTTPHeaders: { "Accept-Language": "zh-CN,zh;q=0.9" },
     });
     const page = await context.newPage();
-    await page.goto(server.url);
-    await page.waitForFunction(() =>
-      document.querySelector("[data-island] form") !== null
-    );
+    await openPage(page, server.url);
     assert.equal(await page.getAttribute("html", "lang"), "zh-CN");
     assert.equal(await page.locator("h2").textContent(), "我的视频");
     await drop(page, [
@@ -492,22 +477,8 @@ Deno.test({
     await using server = await startServer({ MODEL_DURATION_MS: "60000" });
     await using browser = await launch();
     const page = await browser.newPage();
-    await page.goto(server.url);
-    await page.waitForFunction(() =>
-      document.querySelector("[data-island] form") !== null
-    );
-    for (
-      let i = 0;
-      i < 10 &&
-      await page.evaluate(() => document.activeElement?.id) !== "image";
-      i++
-    ) {
-      await page.keyboard.press("Tab");
-    }
-    assert.equal(
-      await page.evaluate(() => document.activeElement?.id),
-      "image",
-    );
+    await openPage(page, server.url);
+    await tabTo(page, "input#image");
     const [chooser] = await Promise.all([
       page.waitForEvent("filechooser"),
       page.keyboard.press("Space"),
@@ -518,14 +489,7 @@ Deno.test({
     await page.waitForFunction(() =>
       document.querySelector("li.job button.cancel") !== null
     );
-    for (
-      let i = 0;
-      i < 10 &&
-      await page.evaluate(() => document.activeElement?.className) !== "cancel";
-      i++
-    ) {
-      await page.keyboard.press("Tab");
-    }
+    await tabTo(page, "li.job button.cancel");
     assert.equal(
       await page.evaluate(() => document.activeElement?.textContent),
       "Cancel",
@@ -548,10 +512,7 @@ Deno.test({
       viewport: { width: 375, height: 740 },
     });
     const page = await context.newPage();
-    await page.goto(server.url);
-    await page.waitForFunction(() =>
-      document.querySelector("[data-island] form") !== null
-    );
+    await openPage(page, server.url);
     await page.setInputFiles(
       'input[name="image"]',
       new URL("./fixtures/rgb.png", import.meta.url).pathname,

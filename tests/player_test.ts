@@ -1,7 +1,7 @@
 /** Issue 6 in Chromium: the player plays and seeks from a blob: only, with no way to save. */
 import assert from "node:assert/strict";
 import type { CDPSession } from "playwright-core";
-import { launch, SCREENSHOTS } from "./_browser.ts";
+import { launch, openPage, SCREENSHOTS } from "./_browser.ts";
 import { startServer } from "./_server.ts";
 
 interface DomNode {
@@ -58,10 +58,7 @@ Deno.test({
       async (r) =>
         destinations.push((await r.allHeaders())["sec-fetch-dest"] ?? ""),
     );
-    await page.goto(server.url);
-    await page.waitForFunction(() =>
-      document.querySelector("[data-island] form") !== null
-    );
+    await openPage(page, server.url);
     await page.setInputFiles(
       'input[name="image"]',
       new URL("./fixtures/baseline.jpg", import.meta.url).pathname,
