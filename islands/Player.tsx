@@ -15,6 +15,49 @@ interface PlaybackGrant {
   segments: string[];
   key: string;
   iv: string;
+  /** Present when the server sent the CENC copy: the Clear Key JWK parts. */
+  clearKey: { kid: string; key: string } | null;
+}
+
+/** Clear Key EME where the browser has it: may the page ask for the CENC copy? */
+async function clearKeyAccess(
+  type: string,
+): Promise<MediaKeySystemAccess | null> {
+  if (!("requestMediaKeySystemAccess" in navigator)) return null;
+  try {
+    return await navigator.requestMediaKeySystemAccess("org.w3.clearkey", [{
+      initDataTypes: ["keyids"],
+      videoCapabilities: [{ contentType: type }],
+    }]);
+  } catch {
+    return null;
+  }
+}
+
+/** Gives the video the key through a Clear Key session (W3C EME §9.1.3, JWK set). */
+async function attachKeys(
+  video: HTMLVideoElement,
+  access: MediaKeySystemAccess,
+  jwk: { kid: string; key: string },
+) {
+  const keys = await access.createMediaKeys();
+  await video.setMediaKeys(keys);
+  const session = keys.createSession("temporary");
+  const enc = new TextEncoder();
+  const licensed = new Promise<void>((resolve, reject) =>
+    session.addEventListener("message", () => {
+      const license = {
+        keys: [{ kty: "oct", kid: jwk.kid, k: jwk.key }],
+        type: "temporary",
+      };
+      session.update(enc.encode(JSON.stringify(license))).then(resolve, reject);
+    }, { once: true })
+  );
+  await session.generateRequest(
+    "keyids",
+    enc.encode(JSON.stringify({ kids: [jwk.kid] })),
+  );
+  await licensed;
 }
 
 const fromBase64Url = (s: string) =>
@@ -94,14 +137,24 @@ export default function Player(
     let cancelled = false;
     let url: string | null = null;
     (async () => {
+      // Ask for the Clear Key copy only if this browser can play Clear Key
+      // H.264 at all (the exact codec is known once the grant arrives).
+      const eme = await clearKeyAccess('video/mp4; codecs="avc1.42E01E"');
       const res = await fetch(`/api/jobs/${jobId}/playback`, {
         method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ eme: eme !== null }),
       });
       if (!res.ok) throw new Error(`playback ${res.status}`);
       const grant = (await res.json()) as PlaybackGrant;
       if (!MS.isTypeSupported(grant.type)) {
         setProblem(t(lang, "noMse"));
         return;
+      }
+      if (grant.clearKey) {
+        const access = await clearKeyAccess(grant.type);
+        if (!access) throw new Error("Clear Key refused this codec");
+        await attachKeys(el, access, grant.clearKey);
       }
       const key = await crypto.subtle.importKey(
         "raw",

@@ -18,6 +18,9 @@ export interface Store {
   fragTempPath(id: string): string;
   /** The fragmented MP4 for Media Source playback. */
   fragPath(id: string): string;
+  /** The CENC-protected copy of the fragmented MP4 (Clear Key playback). */
+  cencTempPath(id: string): string;
+  cencPath(id: string): string;
   /** Moves the encoded video into place and returns its size in bytes. */
   commitVideo(id: string): Promise<number>;
   videoPath(id: string): string;
@@ -82,8 +85,21 @@ export class DiskStore implements Store {
     return join(this.videos, `${safeId(id)}.frag.mp4`);
   }
 
+  cencTempPath(id: string) {
+    return join(this.tmp, `${safeId(id)}.cenc.mp4.part`);
+  }
+
+  cencPath(id: string) {
+    return join(this.videos, `${safeId(id)}.cenc.mp4`);
+  }
+
   async commitVideo(id: string) {
-    // The fragmented copy first: a done job's MP4 implies both are in place.
+    // The other copies first: a done job's MP4 implies they are in place.
+    try {
+      await Deno.rename(this.cencTempPath(id), this.cencPath(id));
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e; // not packaged: fine
+    }
     await Deno.rename(this.fragTempPath(id), this.fragPath(id));
     await Deno.rename(this.videoTempPath(id), this.videoPath(id));
     return (await Deno.stat(this.videoPath(id))).size;
@@ -110,7 +126,7 @@ export class DiskStore implements Store {
           continue; // removed meanwhile
         }
         const id = kind === "video"
-          ? entry.name.replace(/(\.frag)?\.mp4$/, "")
+          ? entry.name.replace(/(\.frag|\.cenc)?\.mp4$/, "")
           : entry.name;
         yield { kind, id, path, mtime };
       }

@@ -39,10 +39,17 @@ export interface JobRecord {
     bytes: number;
     orientation: number;
   };
-  video: { bytes: number } | null;
+  video: VideoInfo | null;
   error: JobError | null;
   /** How many times the model has started this job. */
   attempts: number;
+}
+
+/** A done job's video: the MP4's size and, when packaged, its Clear Key keys. */
+export interface VideoInfo {
+  bytes: number;
+  /** base64url key id and AES-128 key of the CENC copy (media/cenc.ts), if any. */
+  clearKey?: { kid: string; key: string };
 }
 
 /** The model slot. Only the holder of an unexpired lease runs the model. */
@@ -292,7 +299,7 @@ export async function finishJob(
     jobId: string;
     now: number;
     retentionMs: number;
-    result: { video: { bytes: number } } | { error: JobError };
+    result: { video: VideoInfo } | { error: JobError };
   },
 ): Promise<boolean> {
   for (;;) {

@@ -6,6 +6,8 @@
 import type { Encoder } from "../media/clip.ts";
 import { EncodeError } from "../media/clip.ts";
 import type { Store } from "../media/store.ts";
+import { packageCenc } from "../media/cenc.ts";
+import { encodeBase64Url } from "../routes/_base64.ts";
 import type { Clock } from "./clock.ts";
 import {
   finishJob,
@@ -53,6 +55,7 @@ export async function runJob(
   const discard = async () => {
     await store.remove(output);
     await store.remove(fragOutput);
+    await store.remove(store.cencTempPath(job.id));
   };
   type Encoded = { ok: true } | { ok: false; error: unknown };
   // Set by the encoder's promise; read by the loop (an object, so TS sees it change).
@@ -117,19 +120,48 @@ export async function runJob(
     stop.removeEventListener("abort", onStop);
   }
 
+  const clearKey = await protect(store, job.id);
   const bytes = await store.commitVideo(job.id);
   const kept = await finishJob(kv, {
     owner: deps.owner,
     jobId: job.id,
     now: clock.now(),
     retentionMs: deps.retentionMs,
-    result: { video: { bytes } },
+    result: { video: clearKey ? { bytes, clearKey } : { bytes } },
   });
   if (!kept) {
     await store.remove(store.videoPath(job.id));
     await store.remove(store.fragPath(job.id));
+    await store.remove(store.cencPath(job.id));
   }
   return kept ? "done" : "cancelled";
+}
+
+/**
+ * Writes the CENC copy of the fragmented MP4 (Clear Key playback) under a key
+ * of its own. A clip that cannot be packaged still plays through plain Media
+ * Source, so a failure here only logs.
+ */
+async function protect(store: Store, id: string) {
+  try {
+    const keys = {
+      kid: crypto.getRandomValues(new Uint8Array(16)),
+      key: crypto.getRandomValues(new Uint8Array(16)),
+    };
+    // One clip at a time, a few hundred KB: the model slot bounds this memory.
+    const packaged = await packageCenc(
+      await Deno.readFile(store.fragTempPath(id)),
+      keys,
+    );
+    await Deno.writeFile(store.cencTempPath(id), packaged);
+    return { kid: encodeBase64Url(keys.kid), key: encodeBase64Url(keys.key) };
+  } catch (e) {
+    console.error(
+      `job ${id}: no Clear Key copy (${e instanceof Error ? e.message : e})`,
+    );
+    await store.remove(store.cencTempPath(id));
+    return null;
+  }
 }
 
 function encodeFailure(error: unknown) {

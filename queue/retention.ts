@@ -29,6 +29,7 @@ export async function sweepExpired(
     if (!(await op.commit()).ok) continue; // changed meanwhile: next sweep
     await store.remove(store.videoPath(id));
     await store.remove(store.fragPath(id));
+    await store.remove(store.cencPath(id));
     await store.remove(store.uploadPath(id));
     removed++;
   }

@@ -31,7 +31,12 @@ interface Playback {
   session: string;
   key: Uint8Array<ArrayBuffer>;
   iv: Uint8Array<ArrayBuffer>;
+  /** Serve the CENC copy (Clear Key EME) rather than the clear fragments. */
+  cenc: boolean;
 }
+
+/** `{"eme": true}` asks for the Clear Key copy when the browser can play it. */
+const grantBody = z.object({ eme: z.boolean().optional() }).catch({});
 
 const forbidden = (message: string) => new ApiError(403, "forbidden", message);
 const claim = (id: string, session: string, playback: string, exp: number) =>
@@ -75,6 +80,10 @@ export function playbackRoutes(deps: AppDeps) {
           wait,
         );
       }
+      // The body is optional; a bad one simply asks for no EME.
+      const wantsEme =
+        grantBody.parse(await c.req.json().catch(() => ({}))).eme === true;
+      const clearKey = wantsEme ? job.video?.clearKey : undefined;
       let codec = codecs.get(job.id);
       if (!codec) {
         using file = await Deno.open(deps.store.fragPath(job.id));
@@ -90,6 +99,7 @@ export function playbackRoutes(deps: AppDeps) {
         session,
         key: crypto.getRandomValues(new Uint8Array(32)),
         iv: crypto.getRandomValues(new Uint8Array(12)),
+        cenc: clearKey !== undefined,
       };
       const exp = now + SEGMENT_TTL_MS;
       await deps.kv.set(keys.playback(id), playback, {
@@ -106,6 +116,8 @@ export function playbackRoutes(deps: AppDeps) {
         segments: [`/media/${job.id}/segment?p=${id}&exp=${exp}&sig=${sig}`],
         key: encodeBase64Url(playback.key),
         iv: encodeBase64Url(playback.iv),
+        // For Clear Key EME: the JWK the page hands to its MediaKeySession.
+        clearKey: clearKey ?? null,
         expiresAt: new Date(exp).toISOString(),
       }, 201);
     })
@@ -135,7 +147,9 @@ export function playbackRoutes(deps: AppDeps) {
       if (!taken.ok) throw forbidden("This segment address was used already.");
       let file: Deno.FsFile;
       try {
-        file = await Deno.open(deps.store.fragPath(id));
+        file = await Deno.open(
+          playback.cenc ? deps.store.cencPath(id) : deps.store.fragPath(id),
+        );
       } catch (e) {
         if (e instanceof Deno.errors.NotFound) {
           throw forbidden("This video is not available.");

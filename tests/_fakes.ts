@@ -112,9 +112,10 @@ export class FakeEncoder implements Encoder {
       }
       if (this.fail) throw this.fail;
       await Deno.writeFile(req.output, new TextEncoder().encode("fake mp4"));
-      await Deno.writeFile(
+      // A real fragmented MP4, so that what follows (CENC packaging, playback) runs for real.
+      await Deno.copyFile(
+        new URL("./fixtures/clip.frag.mp4", import.meta.url),
         req.fragOutput,
-        new TextEncoder().encode("fake fragmented mp4"),
       );
     } finally {
       this.running--;

@@ -90,6 +90,20 @@ Deno.test({
       );
       v.currentTime = 0.5;
       await seeked;
+      let capture = "allowed";
+      try {
+        (v as HTMLVideoElement & { captureStream(): MediaStream })
+          .captureStream();
+      } catch (e) {
+        capture = (e as Error).name;
+      }
+      const canvas = document.createElement("canvas");
+      canvas.width = 16;
+      canvas.height = 16;
+      const g = canvas.getContext("2d")!;
+      g.drawImage(v, 0, 0, 16, 16);
+      const pixels = g.getImageData(0, 0, 16, 16).data;
+      const lit = pixels.some((x, i) => i % 4 !== 3 && x > 16);
       const menu = new MouseEvent("contextmenu", {
         bubbles: true,
         cancelable: true,
@@ -103,12 +117,19 @@ Deno.test({
         readyState: v.readyState,
         menuBlocked: menu.defaultPrevented,
         draggable: v.draggable,
+        eme: v.mediaKeys !== null,
+        capture,
+        lit,
         pip: v.disablePictureInPicture,
         remote: v.disableRemotePlayback,
         html: document.documentElement.outerHTML,
       };
     });
     assert.match(facts.src, /^blob:/);
+    // Clear Key EME: captureStream() refused, a canvas reads no picture.
+    assert.equal(facts.eme, true, "played through Clear Key");
+    assert.equal(facts.capture, "NotSupportedError");
+    assert.equal(facts.lit, false, "the canvas copy is black");
     assert.ok(facts.advanced, "time advances");
     assert.ok(
       Math.abs(facts.afterSeek - 0.5) < 0.25 || facts.afterSeek < 1,
@@ -152,5 +173,47 @@ Deno.test({
       );
     }
     await page.screenshot({ path: `${SCREENSHOTS}player.png`, fullPage: true });
+  },
+});
+
+Deno.test({
+  name:
+    "player: without EME it still plays from a blob:, through plain Media Source",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using server = await startServer({ MODEL_DURATION_MS: "300" });
+    await using browser = await launch();
+    const context = await browser.newContext();
+    await context.addInitScript(() => {
+      // A browser without EME (or whose Clear Key refuses): the page must cope.
+      delete (Navigator.prototype as unknown as Record<string, unknown>)
+        .requestMediaKeySystemAccess;
+    });
+    const page = await context.newPage();
+    await openPage(page, server.url);
+    await page.setInputFiles(
+      'input[name="image"]',
+      new URL("./fixtures/rgb.png", import.meta.url).pathname,
+    );
+    await page.waitForFunction(
+      () => {
+        const v = document.querySelector("video");
+        return v !== null && v.readyState >= 3 && v.currentTime > 0;
+      },
+      null,
+      { timeout: 20_000 },
+    );
+    const facts = await page.evaluate(() => {
+      const v = document.querySelector("video")!;
+      return {
+        src: v.currentSrc,
+        eme: v.mediaKeys !== null,
+        frames: v.getVideoPlaybackQuality().totalVideoFrames,
+      };
+    });
+    assert.match(facts.src, /^blob:/);
+    assert.equal(facts.eme, false);
+    assert.ok(facts.frames > 0);
   },
 });
