@@ -81,6 +81,40 @@ Deno.test("playback: the owner gets a sealed clip once; others, replays, tabs an
   );
 
   await t.step(
+    "with {eme: true}: the Clear Key copy (CENC) and its key, still sealed on the wire",
+    async () => {
+      const res = await owner.json<
+        Grant & { clearKey: { kid: string; key: string } | null }
+      >(
+        `/api/jobs/${id}/playback`,
+        {
+          method: "POST",
+          body: JSON.stringify({ eme: true }),
+          headers: { "content-type": "application/json" },
+        },
+      );
+      assert.equal(res.status, 201);
+      const grant = res.body;
+      assert.equal(decodeBase64Url(grant.clearKey!.kid)!.length, 16);
+      assert.equal(decodeBase64Url(grant.clearKey!.key)!.length, 16);
+      const sealed = new Uint8Array(
+        await (await owner.fetch(grant.segments[0], { headers: FETCH }))
+          .arrayBuffer(),
+      );
+      const key = await importKey(decodeBase64Url(grant.key)!, "decrypt");
+      const clip = await openSealed(sealed, key, decodeBase64Url(grant.iv)!);
+      const text = new TextDecoder("latin1").decode(clip);
+      for (const box of ["encv", "tenc", "senc", "saiz", "saio"]) {
+        assert.ok(text.includes(box), box);
+      }
+      assert.deepEqual(
+        clip,
+        await Deno.readFile(`${server.dataDir}/videos/${id}.cenc.mp4`),
+      );
+    },
+  );
+
+  await t.step(
     "refused: another session, no cookie, a tab or a <video>, a forged signature",
     async () => {
       const stranger = new Client(server.url);
