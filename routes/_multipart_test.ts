@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ApiError } from "./errors.ts";
-import { boundaryOf, readMultipart } from "./_multipart.ts";
+import { boundaryOf, horspool, readMultipart } from "./_multipart.ts";
 
 const enc = new TextEncoder();
 const B = "----WebKitFormBoundaryAbC123";
@@ -112,4 +112,35 @@ Deno.test("the body limit stops the reading", async () => {
     }),
     /too big/,
   );
+});
+
+Deno.test("the delimiter search finds the first match wherever it is, and nothing where there is none", () => {
+  const needle = new TextEncoder().encode(`\r\n--${B}`);
+  const search = horspool(needle);
+  const naive = (hay: Uint8Array, from: number) => {
+    outer: for (let i = from; i + needle.length <= hay.length; i++) {
+      for (let k = 0; k < needle.length; k++) {
+        if (hay[i + k] !== needle[k]) continue outer;
+      }
+      return i;
+    }
+    return -1;
+  };
+  // Haystacks of needle-like bytes, with the needle planted (or not) at every kind of place.
+  const alphabet = new TextEncoder().encode(`\r\n-${B}`);
+  let seed = 7;
+  const random = () =>
+    (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+  for (let round = 0; round < 300; round++) {
+    const hay = Uint8Array.from(
+      { length: 20 + Math.floor(random() * 200) },
+      () => alphabet[Math.floor(random() * alphabet.length)],
+    );
+    if (round % 3 !== 0) {
+      const at = Math.floor(random() * Math.max(1, hay.length - needle.length));
+      hay.set(needle.subarray(0, Math.min(needle.length, hay.length - at)), at);
+    }
+    const from = Math.floor(random() * 10);
+    assert.equal(search(hay, from), naive(hay, from), `round ${round}`);
+  }
 });
