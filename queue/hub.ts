@@ -130,8 +130,10 @@ export class JobHub {
         busy = false;
       }
     };
-    poll();
-    const timer = setInterval(poll, this.mode.pollMs);
+    const tick = () =>
+      void poll().catch((e) => console.error(`polling job ${id}:`, e));
+    tick();
+    const timer = setInterval(tick, this.mode.pollMs);
     return () => clearInterval(timer);
   }
 }

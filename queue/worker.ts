@@ -40,37 +40,56 @@ export class ModelWorker {
   }
 
   async #run(): Promise<void> {
-    const { kv, clock } = this.deps;
     while (!this.#stop.signal.aborted) {
-      this.#bell = new AbortController();
-      const job = await claimNext(kv, {
-        owner: this.deps.owner,
-        now: clock.now(),
-        leaseMs: this.deps.leaseMs,
-        retentionMs: this.deps.retentionMs,
-      });
-      if (!job) {
-        // A slot held by a lease (perhaps of a dead worker) is looked at
-        // again the moment that lease runs out.
-        const expiry = await leaseExpiry(kv);
-        const wait = expiry === null
-          ? this.deps.idleMs
-          : Math.min(this.deps.idleMs, Math.max(1, expiry - clock.now() + 1));
-        const wake = this.#bell;
-        const onStop = () => wake.abort();
-        this.#stop.signal.addEventListener("abort", onStop, { once: true });
-        await clock.sleep(wait, wake.signal);
-        this.#stop.signal.removeEventListener("abort", onStop);
-        continue;
+      try {
+        await this.#once();
+      } catch (e) {
+        // A KV hiccup (a locked file, a dropped connection) must not end the
+        // loop, let alone the process: log it and look again shortly. A job
+        // left running is taken up again when its lease runs out.
+        console.error("worker:", e);
+        await this.#idle(this.deps.idleMs);
       }
-      const outcome = await runJob(this.deps, job, this.#stop.signal);
-      if (outcome === "stopped") {
-        await handBack(kv, this.deps.owner, job.id, clock.now());
-      } else if (outcome !== "lost") {
-        // Ended one way or another: the picture is no longer needed.
-        await this.deps.store.remove(this.deps.store.uploadPath(job.id));
-      }
-      this.deps.onRun?.(job.id, outcome);
     }
+  }
+
+  /** Claims and runs one job, or waits for the doorbell when there is none. */
+  async #once(): Promise<void> {
+    const { kv, clock } = this.deps;
+    this.#bell = new AbortController();
+    const job = await claimNext(kv, {
+      owner: this.deps.owner,
+      now: clock.now(),
+      leaseMs: this.deps.leaseMs,
+      retentionMs: this.deps.retentionMs,
+    });
+    if (!job) {
+      // A slot held by a lease (perhaps of a dead worker) is looked at
+      // again the moment that lease runs out.
+      const expiry = await leaseExpiry(kv);
+      await this.#idle(
+        expiry === null
+          ? this.deps.idleMs
+          : Math.min(this.deps.idleMs, Math.max(1, expiry - clock.now() + 1)),
+      );
+      return;
+    }
+    const outcome = await runJob(this.deps, job, this.#stop.signal);
+    if (outcome === "stopped") {
+      await handBack(kv, this.deps.owner, job.id, clock.now());
+    } else if (outcome !== "lost") {
+      // Ended one way or another: the picture is no longer needed.
+      await this.deps.store.remove(this.deps.store.uploadPath(job.id));
+    }
+    this.deps.onRun?.(job.id, outcome);
+  }
+
+  /** Sleeps until `ms` pass, the doorbell rings or the loop is stopped. */
+  async #idle(ms: number): Promise<void> {
+    const wake = this.#bell;
+    const onStop = () => wake.abort();
+    this.#stop.signal.addEventListener("abort", onStop, { once: true });
+    await this.deps.clock.sleep(ms, wake.signal);
+    this.#stop.signal.removeEventListener("abort", onStop);
   }
 }

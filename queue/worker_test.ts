@@ -233,3 +233,36 @@ Deno.test("stop() hands the running job back to the queue without counting the a
   assert.equal((await t.kv.get(keys.lease())).value, null);
   assert.equal((await t.kv.get(keys.depth())).value, 1);
 });
+
+Deno.test("a KV error in the loop is logged and the loop goes on; the job still runs", async () => {
+  await using t = await setup();
+  const [job] = await t.enqueue(1);
+  let failures = 2;
+  const flaky = new Proxy(t.kv, {
+    get(target, prop) {
+      if (prop === "get" && failures > 0) {
+        failures--;
+        return () => Promise.reject(new Error("database is locked"));
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  const logged: unknown[] = [];
+  const original = console.error;
+  console.error = (...args: unknown[]) => void logged.push(args);
+  try {
+    const outcomes: string[] = [];
+    const worker = new ModelWorker({
+      ...t.deps,
+      kv: flaky,
+      onRun: (_, o) => outcomes.push(o),
+    }).start();
+    await drive(t, worker, () => outcomes.length, 1);
+    assert.deepEqual(outcomes, ["done"]);
+  } finally {
+    console.error = original;
+  }
+  assert.equal(logged.length, 2);
+  assert.equal((await getJob(t.kv, job.id))!.status, "done");
+});

@@ -113,7 +113,7 @@ export function eventRoutes(deps: AppDeps) {
         deps.shutdown.removeEventListener("abort", stop);
         stream.close();
       }
-    })();
+    })().catch((e) => console.error(`event stream of ${id}:`, e)); // never an unhandled rejection
     return c.body(stream.body, 200, {
       "Content-Type": "text/event-stream",
       "Cache-Control": "no-cache",
