@@ -38,5 +38,10 @@ const stop = async () => {
   await service.close();
   Deno.exit(0);
 };
-Deno.addSignalListener("SIGTERM", stop);
-Deno.addSignalListener("SIGINT", stop);
+const onSignal = () =>
+  void stop().catch((e) => {
+    console.error("img2vid: stop failed:", e);
+    Deno.exit(1);
+  });
+Deno.addSignalListener("SIGTERM", onSignal);
+Deno.addSignalListener("SIGINT", onSignal);
