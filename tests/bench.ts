@@ -577,6 +577,7 @@ if (import.meta.main) {
     );
     // Written as `deno fmt` would, so that CI's fmt check passes on it.
     const bench = new URL("../BENCH.md", import.meta.url).pathname;
-    await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", bench] }).output();
+    await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", bench] })
+      .output();
   }
 }
