@@ -8,6 +8,8 @@
  * message instead of a player.
  */
 import { useEffect, useRef, useState } from "preact/hooks";
+import { openSealed } from "../media/seal.ts";
+import { decodeBase64Url } from "../routes/_base64.ts";
 import { type Lang, t } from "./i18n.ts";
 
 interface PlaybackGrant {
@@ -58,52 +60,6 @@ async function attachKeys(
     enc.encode(JSON.stringify({ kids: [jwk.kid] })),
   );
   await licensed;
-}
-
-const fromBase64Url = (s: string) =>
-  Uint8Array.from(
-    atob(s.replaceAll("-", "+").replaceAll("_", "/")),
-    (c) => c.charCodeAt(0),
-  );
-
-/** The nonce of record `n` (media/seal.ts). */
-function recordIv(iv: Uint8Array, n: number): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(12);
-  out.set(iv);
-  const view = new DataView(out.buffer);
-  view.setUint32(8, (view.getUint32(8) + n) >>> 0);
-  return out;
-}
-
-/** Opens the sealed records of one segment. */
-async function unseal(
-  sealed: Uint8Array,
-  key: CryptoKey,
-  iv: Uint8Array,
-): Promise<Uint8Array<ArrayBuffer>> {
-  const parts: Uint8Array[] = [];
-  let size = 0;
-  for (let at = 0, n = 0; at + 4 <= sealed.length; n++) {
-    const length = new DataView(sealed.buffer, sealed.byteOffset + at, 4)
-      .getUint32(0);
-    const plain = new Uint8Array(
-      await crypto.subtle.decrypt(
-        { name: "AES-GCM", iv: recordIv(iv, n) },
-        key,
-        sealed.slice(at + 4, at + 4 + length),
-      ),
-    );
-    parts.push(plain);
-    size += plain.length;
-    at += 4 + length;
-  }
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 type MediaSourceCtor = typeof MediaSource;
@@ -158,18 +114,18 @@ export default function Player(
       }
       const key = await crypto.subtle.importKey(
         "raw",
-        fromBase64Url(grant.key),
+        decodeBase64Url(grant.key)!,
         "AES-GCM",
         false,
         ["decrypt"],
       );
-      const iv = fromBase64Url(grant.iv);
+      const iv = decodeBase64Url(grant.iv)!;
       const segments: Uint8Array<ArrayBuffer>[] = [];
       for (const address of grant.segments) {
         const sealed = new Uint8Array(
           await (await fetch(address)).arrayBuffer(),
         );
-        segments.push(await unseal(sealed, key, iv));
+        segments.push(await openSealed(sealed, key, iv));
       }
       if (cancelled) return;
       const source = new MS();

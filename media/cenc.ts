@@ -10,6 +10,8 @@
  * the sample entry, and `senc` + `saiz` + `saio` in every `traf`.
  */
 
+import { concat } from "./bytes.ts";
+
 const text = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
 const typeAt = (b: Uint8Array, at: number) =>
   String.fromCharCode(...b.subarray(at + 4, at + 8));
@@ -21,15 +23,6 @@ function u32(n: number) {
 }
 function u16(n: number) {
   return new Uint8Array([(n >> 8) & 0xff, n & 0xff]);
-}
-function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 function box(type: string, ...payload: Uint8Array[]) {
   const body = concat(payload);

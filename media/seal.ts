@@ -6,6 +6,8 @@
  * its last 32 bits (NIST SP 800-38D §8.2.1: a nonce is never reused under a
  * key). The page opens the records with WebCrypto before `appendBuffer`.
  */
+import { concat } from "./bytes.ts";
+
 export const RECORD = 64 * 1024;
 
 /** The nonce of record `n`. */
@@ -71,7 +73,7 @@ export async function openSealed(
   sealed: Uint8Array<ArrayBuffer>,
   key: CryptoKey,
   iv: Uint8Array,
-): Promise<Uint8Array> {
+): Promise<Uint8Array<ArrayBuffer>> {
   const parts: Uint8Array[] = [];
   for (let at = 0, n = 0; at < sealed.length; n++) {
     const length = new DataView(sealed.buffer, sealed.byteOffset + at, 4)
@@ -84,11 +86,5 @@ export async function openSealed(
     parts.push(new Uint8Array(plain));
     at += 4 + length;
   }
-  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concat(parts);
 }
