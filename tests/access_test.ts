@@ -106,7 +106,10 @@ Deno.test("jobs and their video belong to the session that made them", async (t)
       await refused(stranger, url);
       await refused(null, url);
       await refused(owner, url, { "sec-fetch-dest": "document" });
-      await refused(owner, url.replace(/sig=./, "sig=A"));
+      await refused(
+        owner,
+        url.replace(/sig=./, (m) => (m.endsWith("A") ? "sig=B" : "sig=A")),
+      );
       const exp = Number(new URL(url, server.url).searchParams.get("exp"));
       await refused(owner, url.replace(`exp=${exp}`, `exp=${exp + 3_600_000}`));
       await refused(owner, url.replace(`exp=${exp}`, `exp=${Date.now() - 1}`));
