@@ -57,3 +57,18 @@ export async function tabTo(page: Page, focused: string): Promise<void> {
   }
   throw new Error(`Tab never reached ${focused}`);
 }
+
+/** Resolves once the page's video is playing: enough data, and time has moved. */
+export async function waitForPlaying(
+  page: Page,
+  timeout = 20_000,
+): Promise<void> {
+  await page.waitForFunction(
+    () => {
+      const v = document.querySelector("video");
+      return v !== null && v.readyState >= 3 && v.currentTime > 0;
+    },
+    null,
+    { timeout },
+  );
+}

@@ -1,6 +1,6 @@
 /** The page in Debian's Chromium, driven by playwright-core, as a person uses it. */
 import assert from "node:assert/strict";
-import { launch, openPage, SCREENSHOTS } from "./_browser.ts";
+import { launch, openPage, SCREENSHOTS, waitForPlaying } from "./_browser.ts";
 import { startServer } from "./_server.ts";
 
 const FIXTURE = new URL("./fixtures/rgb.png", import.meta.url).pathname;
@@ -36,14 +36,7 @@ Deno.test({
     // Done: the video is there, plays, and has no download path in its controls.
     const video = job.locator("video");
     await video.waitFor({ timeout: 15_000 });
-    await page.waitForFunction(
-      () => {
-        const v = document.querySelector("video");
-        return v !== null && v.readyState >= 3 && v.currentTime > 0;
-      },
-      null,
-      { timeout: 15_000 },
-    );
+    await waitForPlaying(page, 15_000);
     const facts = await video.evaluate((v: HTMLVideoElement) => {
       const menu = new MouseEvent("contextmenu", {
         bubbles: true,

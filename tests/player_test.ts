@@ -1,7 +1,7 @@
 /** Issue 6 in Chromium: the player plays and seeks from a blob: only, with no way to save. */
 import assert from "node:assert/strict";
 import type { CDPSession } from "playwright-core";
-import { launch, openPage, SCREENSHOTS } from "./_browser.ts";
+import { launch, openPage, SCREENSHOTS, waitForPlaying } from "./_browser.ts";
 import { startServer } from "./_server.ts";
 
 interface DomNode {
@@ -63,14 +63,7 @@ Deno.test({
       'input[name="image"]',
       new URL("./fixtures/baseline.jpg", import.meta.url).pathname,
     );
-    await page.waitForFunction(
-      () => {
-        const v = document.querySelector("video");
-        return v !== null && v.readyState >= 3 && v.currentTime > 0;
-      },
-      null,
-      { timeout: 20_000 },
-    );
+    await waitForPlaying(page, 20_000);
 
     const facts = await page.evaluate(async () => {
       const v = document.querySelector("video")!;
@@ -196,14 +189,7 @@ Deno.test({
       'input[name="image"]',
       new URL("./fixtures/rgb.png", import.meta.url).pathname,
     );
-    await page.waitForFunction(
-      () => {
-        const v = document.querySelector("video");
-        return v !== null && v.readyState >= 3 && v.currentTime > 0;
-      },
-      null,
-      { timeout: 20_000 },
-    );
+    await waitForPlaying(page, 20_000);
     const facts = await page.evaluate(() => {
       const v = document.querySelector("video")!;
       return {
