@@ -1,16 +1,13 @@
 /**
  * `createApp(deps)`: the HTTP side, built only from what it is given, so that
- * tests build it with `Deno.openKv(":memory:")`, a fake clock and a temp dir.
+ * tests build it with `Deno.openKv(":memory:")`, a fake clock and a temp dir
+ * and call `app.request(...)` in process.
  */
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { secureHeaders } from "hono/secure-headers";
-import type { Config } from "./config.ts";
-import type { Store } from "./media/store.ts";
-import type { Clock } from "./queue/clock.ts";
-import type { JobHub } from "./queue/hub.ts";
-import type { QueueView } from "./queue/view.ts";
 import { assetRoutes } from "./routes/assets.ts";
+import type { AppDeps } from "./routes/deps.ts";
 import { ApiError } from "./routes/errors.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { jobRoutes } from "./routes/jobs.ts";
@@ -20,23 +17,6 @@ import { sameOrigin } from "./routes/origin.ts";
 import { pageRoutes } from "./routes/pages.tsx";
 import { playbackRoutes } from "./routes/playback.ts";
 import { session, type SessionEnv } from "./routes/session.ts";
-
-export interface AppDeps {
-  kv: Deno.Kv;
-  clock: Clock;
-  store: Store;
-  config: Config;
-  /** HMAC key for session cookies and video URLs. */
-  key: CryptoKey;
-  queue: QueueView;
-  hub: JobHub;
-  /** Wakes this process's model worker, if it has one. */
-  ring: () => void;
-  /** True once a graceful stop has begun: uploads get 503. */
-  draining: () => boolean;
-  /** Aborts when the process stops: event streams end so clients reconnect. */
-  shutdown: AbortSignal;
-}
 
 export function createApp(deps: AppDeps): Hono<SessionEnv> {
   const app = new Hono<SessionEnv>();
@@ -99,3 +79,5 @@ export function createApp(deps: AppDeps): Hono<SessionEnv> {
   });
   return app;
 }
+
+export type { AppDeps };

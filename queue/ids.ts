@@ -15,3 +15,8 @@ export function newJobId(now: number): string {
   for (const b of random) rest += ALPHABET[b % 32];
   return time + rest;
 }
+
+/** A job id's shape, for route patterns (Hono's `:id{…}`) and validators. */
+export const JOB_ID_SOURCE = "[0-9A-HJKMNP-TV-Z]{26}";
+/** A whole string that can be a job id; anything else names no job. */
+export const JOB_ID = new RegExp(`^${JOB_ID_SOURCE}$`);

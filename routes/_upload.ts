@@ -1,13 +1,151 @@
 /**
- * Receives an upload into a temporary file, one chunk at a time, each write
- * awaited before the next read: the body is never held whole in memory
- * (DESIGN.md: `parseBody` took 30 × 5 MB uploads from 200 to 859 MB; `pipeTo`
- * peaked near +500 MB for 40 × 5 MB). Over the limit, or with bytes that are
+ * Accepting an upload (API.md, `POST /api/jobs`): the cheap refusals first,
+ * then the body into a temporary file one chunk at a time, each write awaited
+ * before the next read, so the body is never held whole in memory (DESIGN.md:
+ * `parseBody` buffers whole bodies). Over the limit, or with bytes that are
  * not an image, reading stops at once. Multipart bodies: `_multipart.ts`.
  */
+import { fileSource, ProbeError, probeImage } from "../media/probe.ts";
 import { sniffType } from "../media/probe.ts";
-import { ApiError, badRequest, tooLarge } from "./errors.ts";
+import { newJobId } from "../queue/ids.ts";
+import { createJob, type JobRecord } from "../queue/jobs.ts";
+import { keys } from "../queue/keys.ts";
+import { takeSlot } from "../queue/rate.ts";
+import { remainingMs } from "../queue/view.ts";
+import type { AppDeps } from "./deps.ts";
+import {
+  ApiError,
+  badRequest,
+  restarting,
+  tooLarge,
+  tooMany,
+} from "./errors.ts";
 import { boundaryOf, readMultipart } from "./_multipart.ts";
+
+/** What {@link acceptUpload} reads of the app's parts. */
+export type UploadDeps = Pick<
+  AppDeps,
+  "kv" | "clock" | "store" | "config" | "queue" | "draining"
+>;
+
+/**
+ * Takes one upload from `request` for `session`: refuses what it can before
+ * reading the body, streams the body to a temporary file, probes it, and
+ * commits the job. Throws {@link ApiError} for every refusal, after which
+ * nothing is queued and nothing is left on disk.
+ */
+export async function acceptUpload(
+  deps: UploadDeps,
+  request: Request,
+  session: string,
+): Promise<{ job: JobRecord; position: number }> {
+  const { kv, clock, store, config } = deps;
+  if (deps.draining()) throw restarting();
+  const type = request.headers.get("content-type") ?? "";
+  const multipart = /^multipart\/form-data/i.test(type);
+  if (!multipart && !/^image\//i.test(type)) {
+    throw badRequest(
+      `Send multipart/form-data with a file field "image", or the image itself with an image/* Content-Type.`,
+    );
+  }
+  const length = Number(request.headers.get("content-length"));
+  if (length > config.maxUploadBytes + (multipart ? MULTIPART_OVERHEAD : 0)) {
+    await countRefusedBytes(kv, 0);
+    throw tooLarge(config.maxUploadBytes);
+  }
+  const wait = await takeSlot(
+    kv,
+    "upload",
+    session,
+    clock.now(),
+    config.uploadsPerMinute,
+  );
+  if (wait !== null) {
+    throw tooMany(
+      "rate_limited",
+      `You can send ${config.uploadsPerMinute} pictures a minute; wait a little.`,
+      wait,
+    );
+  }
+  if ((await deps.queue.state(false)).depth >= config.maxQueue) {
+    throw await queueFull(deps);
+  }
+  const body = request.body;
+  if (!body) throw badRequest("The request has no body: send a picture.");
+
+  const temp = await store.createTemp(".upload");
+  const sink = new UploadSink(temp.file, config.maxUploadBytes);
+  let kept = false;
+  try {
+    try {
+      await (multipart
+        ? receiveMultipart(body, type, sink)
+        : receiveRaw(body, sink));
+    } finally {
+      temp.file.close();
+    }
+    const info = await probeFile(temp.path);
+    const now = clock.now();
+    const job: JobRecord = {
+      id: newJobId(now),
+      session,
+      status: "queued",
+      createdAt: now,
+      startedAt: null,
+      finishedAt: null,
+      image: { ...info, bytes: sink.bytes },
+      video: null,
+      error: null,
+      attempts: 0,
+    };
+    await store.commitUpload(temp.path, job.id);
+    const created = await createJob(kv, job, config.maxQueue);
+    if (!created.ok) {
+      await store.remove(store.uploadPath(job.id));
+      throw await queueFull(deps);
+    }
+    kept = true;
+    return { job, position: created.position };
+  } catch (e) {
+    if (e instanceof ApiError) await countRefusedBytes(kv, sink.bytes);
+    throw e;
+  } finally {
+    if (!kept) await store.remove(temp.path);
+  }
+}
+
+/** 429 `queue_full`, retry when the running job should be done. */
+async function queueFull(deps: Pick<UploadDeps, "queue" | "config" | "clock">) {
+  const { current } = await deps.queue.state(false);
+  return tooMany(
+    "queue_full",
+    `${deps.config.maxQueue} pictures are already waiting; try again when one has been made.`,
+    remainingMs(current, deps.config.modelMs, deps.clock.now()) ||
+      deps.config.modelMs,
+  );
+}
+
+async function probeFile(path: string) {
+  using file = await Deno.open(path);
+  try {
+    return await probeImage(await fileSource(file));
+  } catch (e) {
+    if (e instanceof ProbeError) {
+      throw new ApiError(
+        e.code === "unsupported_type" ? 415 : 422,
+        e.code,
+        e.message,
+      );
+    }
+    throw e;
+  }
+}
+
+/** Adds a refused upload's bytes to the `/metrics` counter. */
+function countRefusedBytes(kv: Deno.Kv, bytes: number) {
+  return kv.atomic().sum(keys.stat("upload_bytes_refused"), BigInt(bytes))
+    .commit();
+}
 
 /** Room for the multipart boundary and part headers around the file. */
 export const MULTIPART_OVERHEAD = 16 * 1024;

@@ -4,12 +4,13 @@
  */
 import { zValidator } from "@hono/zod-validator";
 import { z } from "zod";
-import { ApiError, notFound } from "./errors.ts";
+import { JOB_ID } from "../queue/ids.ts";
+import { forbidden, notFound } from "./errors.ts";
 
 /** A job id as `newJobId` makes them; anything else cannot exist: 404. */
 export const jobIdParam = zValidator(
   "param",
-  z.object({ id: z.string().regex(/^[0-9A-Z]{26}$/) }),
+  z.object({ id: z.string().regex(JOB_ID) }),
   (result) => {
     if (!result.success) throw notFound();
   },
@@ -24,7 +25,7 @@ export const videoQuery = zValidator(
   }),
   (result) => {
     if (!result.success) {
-      throw new ApiError(403, "forbidden", "This video address is not valid.");
+      throw forbidden("This video address is not valid.");
     }
   },
 );

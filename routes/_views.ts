@@ -3,7 +3,7 @@ import type { Clock } from "../queue/clock.ts";
 import type { JobRecord, Progress } from "../queue/jobs.ts";
 import { keys } from "../queue/keys.ts";
 import { type ApiJob, type QueueView, toApiJob } from "../queue/view.ts";
-import { sign } from "./session.ts";
+import { claim, sign } from "./session.ts";
 
 export interface ViewDeps {
   kv: Deno.Kv;
@@ -33,7 +33,7 @@ export async function videoUrl(
 
 /** What a video URL's signature covers. */
 export const videoClaim = (id: string, session: string, exp: number) =>
-  `${id}:${session}:${exp}`;
+  claim(id, session, exp);
 
 /** Views of several jobs: one queue read, progress read only for running ones. */
 export async function viewJobs(

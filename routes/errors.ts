@@ -3,6 +3,7 @@
  * sentence. Routes throw {@link ApiError}; `onError` in app.ts renders it.
  */
 export class ApiError extends Error {
+  override name = "ApiError";
   constructor(
     readonly status: 400 | 403 | 404 | 409 | 413 | 415 | 422 | 429 | 503,
     readonly code: string,
@@ -18,6 +19,22 @@ export const badRequest = (message: string) =>
 
 export const notFound = () =>
   new ApiError(404, "not_found", "There is no such job.");
+
+/** 403 `forbidden`: a video or segment address that this request may not use. */
+export const forbidden = (message: string) =>
+  new ApiError(403, "forbidden", message);
+
+/** How long a client waits before retrying while the server restarts. */
+export const RESTART_RETRY_SECONDS = 5;
+
+/** 503 while a graceful stop drains the process (API.md: `Retry-After`). */
+export const restarting = () =>
+  new ApiError(
+    503,
+    "unavailable",
+    "The server is restarting; try again in a moment.",
+    { "Retry-After": String(RESTART_RETRY_SECONDS) },
+  );
 
 export const tooLarge = (max: number) =>
   new ApiError(

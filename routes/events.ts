@@ -9,11 +9,11 @@
  * sends the heartbeats of all idle streams.
  */
 import { Hono } from "hono";
-import type { AppDeps } from "../app.ts";
+import type { AppDeps } from "./deps.ts";
 import type { JobSnapshot } from "../queue/hub.ts";
-import { FINAL_STATUSES, getJob, type JobRecord } from "../queue/jobs.ts";
+import { FINAL_STATUSES, type JobRecord } from "../queue/jobs.ts";
 import type { ApiJob } from "../queue/view.ts";
-import { notFound } from "./errors.ts";
+import { ownedJob } from "./_access.ts";
 import type { SessionEnv } from "./session.ts";
 import { jobIdParam } from "./_validate.ts";
 import { EventStream } from "./_sse.ts";
@@ -33,7 +33,12 @@ interface Rendered {
   bytes: Uint8Array;
 }
 
-export function eventRoutes(deps: AppDeps) {
+export function eventRoutes(
+  deps: Pick<
+    AppDeps,
+    "kv" | "clock" | "queue" | "key" | "config" | "hub" | "shutdown"
+  >,
+) {
   const rendered = new WeakMap<JobSnapshot, Promise<Rendered>>();
   const render = (snapshot: JobSnapshot, job: JobRecord) => {
     let out = rendered.get(snapshot);
@@ -73,8 +78,7 @@ export function eventRoutes(deps: AppDeps) {
 
   return new Hono<SessionEnv>().get("/:id/events", jobIdParam, async (c) => {
     const { id } = c.req.valid("param");
-    const job = await getJob(deps.kv, id);
-    if (!job || job.session !== c.get("session")) throw notFound();
+    await ownedJob(deps.kv, c.get("session"), id);
     let latest: JobSnapshot | null = null;
     const slot = { wake: () => {} };
     const unsubscribe = deps.hub.subscribe(id, (snapshot) => {

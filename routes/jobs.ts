@@ -1,154 +1,69 @@
 /**
  * `/api/jobs` (API.md): upload, list, read, cancel. Every job belongs to the
  * session that made it; to any other session it does not exist (404).
+ *
+ * A browser's own form post (JavaScript off: `Accept: text/html`) ends on a
+ * page, never on raw JSON: 303 to the job's page, or the page again with the
+ * refusal's sentence.
  */
-import { Hono } from "hono";
-import type { AppDeps } from "../app.ts";
-import { fileSource, ProbeError, probeImage } from "../media/probe.ts";
-import { newJobId } from "../queue/ids.ts";
-import {
-  cancelJob,
-  createJob,
-  getJob,
-  type JobRecord,
-  listSessionJobs,
-} from "../queue/jobs.ts";
-import { keys } from "../queue/keys.ts";
-import { takeSlot } from "../queue/rate.ts";
-import { remainingMs } from "../queue/view.ts";
-import { ApiError, badRequest, notFound, tooLarge, tooMany } from "./errors.ts";
+import { type Context, Hono } from "hono";
+import { cancelJob, listSessionJobs } from "../queue/jobs.ts";
+import { ownedJob } from "./_access.ts";
+import type { AppDeps } from "./deps.ts";
+import { ApiError, notFound } from "./errors.ts";
+import { refusedPage } from "./pages.tsx";
 import type { SessionEnv } from "./session.ts";
-import {
-  MULTIPART_OVERHEAD,
-  receiveMultipart,
-  receiveRaw,
-  UploadSink,
-} from "./_upload.ts";
-import { viewJobs } from "./_views.ts";
+import { acceptUpload } from "./_upload.ts";
 import { jobIdParam } from "./_validate.ts";
+import { viewJobs } from "./_views.ts";
+
+/** A browser navigating (a form post), as opposed to a script's fetch or curl. */
+const wantsPage = (c: Context) =>
+  /\btext\/html\b/.test(c.req.header("accept") ?? "");
 
 export function jobRoutes(deps: AppDeps) {
   const { kv, clock, store, config } = deps;
-  const view = async (job: JobRecord) => (await viewJobs(deps, [job]))[0];
-  const owned = async (session: string, id: string) => {
-    const job = await getJob(kv, id);
-    if (!job || job.session !== session) throw notFound();
-    return job;
-  };
-  const queueFull = async () => {
-    const { current } = await deps.queue.state(false);
-    return tooMany(
-      "queue_full",
-      `${config.maxQueue} pictures are already waiting; try again when one has been made.`,
-      remainingMs(current, config.modelMs, clock.now()) || config.modelMs,
-    );
-  };
+  const view = async (
+    job: Parameters<typeof viewJobs>[1][number],
+    known?: ReadonlyMap<string, number>,
+  ) => (await viewJobs(deps, [job], known))[0];
 
   return new Hono<SessionEnv>()
     .post("/", async (c) => {
-      if (deps.draining()) {
-        throw new ApiError(
-          503,
-          "unavailable",
-          "The server is restarting; try again in a moment.",
-          {
-            "Retry-After": "5",
-          },
-        );
-      }
-      const session = c.get("session");
-      const type = c.req.header("content-type") ?? "";
-      const multipart = /^multipart\/form-data/i.test(type);
-      if (!multipart && !/^image\//i.test(type)) {
-        throw badRequest(
-          `Send multipart/form-data with a file field "image", or the image itself with an image/* Content-Type.`,
-        );
-      }
-      const length = Number(c.req.header("content-length"));
-      if (
-        length > config.maxUploadBytes + (multipart ? MULTIPART_OVERHEAD : 0)
-      ) {
-        await refused(kv, 0);
-        throw tooLarge(config.maxUploadBytes);
-      }
-      const wait = await takeSlot(
-        kv,
-        "upload",
-        session,
-        clock.now(),
-        config.uploadsPerMinute,
-      );
-      if (wait !== null) {
-        throw tooMany(
-          "rate_limited",
-          `You can send ${config.uploadsPerMinute} pictures a minute; wait a little.`,
-          wait,
-        );
-      }
-      if ((await deps.queue.state(false)).depth >= config.maxQueue) {
-        throw await queueFull();
-      }
-      const body = c.req.raw.body;
-      if (!body) throw badRequest("The request has no body: send a picture.");
-
-      const temp = await store.createTemp(".upload");
-      const sink = new UploadSink(temp.file, config.maxUploadBytes);
-      let kept = false;
       try {
-        try {
-          await (multipart
-            ? receiveMultipart(body, type, sink)
-            : receiveRaw(body, sink));
-        } finally {
-          temp.file.close();
-        }
-        const info = await probeFile(temp.path);
-        const now = clock.now();
-        const id = newJobId(now);
-        const job: JobRecord = {
-          id,
-          session,
-          status: "queued",
-          createdAt: now,
-          startedAt: null,
-          finishedAt: null,
-          image: { ...info, bytes: sink.bytes },
-          video: null,
-          error: null,
-          attempts: 0,
-        };
-        await store.commitUpload(temp.path, id);
-        const created = await createJob(kv, job, config.maxQueue);
-        if (!created.ok) {
-          await store.remove(store.uploadPath(id));
-          throw await queueFull();
-        }
-        kept = true;
-        deps.ring();
-        const [accepted] = await viewJobs(
+        const { job, position } = await acceptUpload(
           deps,
-          [job],
-          new Map([[id, created.position]]),
+          c.req.raw,
+          c.get("session"),
         );
-        return c.json(accepted, 202, { Location: `/api/jobs/${id}` });
+        deps.ring();
+        if (wantsPage(c)) return c.redirect(`/jobs/${job.id}`, 303);
+        return c.json(
+          await view(job, new Map([[job.id, position]])),
+          202,
+          { Location: `/api/jobs/${job.id}` },
+        );
       } catch (e) {
-        if (e instanceof ApiError) await refused(kv, sink.bytes);
+        if (e instanceof ApiError && wantsPage(c)) {
+          return refusedPage(deps, c, e);
+        }
         throw e;
-      } finally {
-        if (!kept) await store.remove(temp.path);
       }
     })
     .get("/", async (c) => {
       const jobs = await listSessionJobs(kv, c.get("session"));
       return c.json({ jobs: await viewJobs(deps, jobs) });
     })
-    .get("/:id", async (c) => {
-      return c.json(
-        await view(await owned(c.get("session"), c.req.param("id"))),
-      );
+    .get("/:id", jobIdParam, async (c) => {
+      const { id } = c.req.valid("param");
+      return c.json(await view(await ownedJob(kv, c.get("session"), id)));
     })
     .delete("/:id", jobIdParam, async (c) => {
-      const job = await owned(c.get("session"), c.req.valid("param").id);
+      const job = await ownedJob(
+        kv,
+        c.get("session"),
+        c.req.valid("param").id,
+      );
       const result = await cancelJob(
         kv,
         job.id,
@@ -167,26 +82,4 @@ export function jobRoutes(deps: AppDeps) {
       await store.remove(store.uploadPath(job.id));
       return c.json(await view(result));
     });
-}
-
-async function probeFile(path: string) {
-  using file = await Deno.open(path);
-  try {
-    return await probeImage(await fileSource(file));
-  } catch (e) {
-    if (e instanceof ProbeError) {
-      throw new ApiError(
-        e.code === "unsupported_type" ? 415 : 422,
-        e.code,
-        e.message,
-      );
-    }
-    throw e;
-  }
-}
-
-/** Counts refused upload bytes for /metrics. */
-function refused(kv: Deno.Kv, bytes: number) {
-  return kv.atomic().sum(keys.stat("upload_bytes_refused"), BigInt(bytes))
-    .commit();
 }

@@ -4,36 +4,27 @@
  * with byte ranges (RFC 9110 §14), `inline` and `no-store`.
  */
 import { Hono } from "hono";
-import type { AppDeps } from "../app.ts";
+import type { AppDeps } from "./deps.ts";
 import { fileRangeStream, parseRange } from "../media/range.ts";
 import { getJob } from "../queue/jobs.ts";
-import { ApiError } from "./errors.ts";
+import { openOrForbidden } from "./_access.ts";
+import { BoundedMap } from "./_bounded_map.ts";
+import { forbidden } from "./errors.ts";
 import { type SessionEnv, verify } from "./session.ts";
 import { jobIdParam, videoQuery } from "./_validate.ts";
 import { videoClaim } from "./_views.ts";
 
-const forbidden = (message: string) => new ApiError(403, "forbidden", message);
+/** Checked signatures and done videos' owners remembered: a player asks for several ranges. */
+const SIGNATURES_KEPT = 1024;
+const VIDEOS_KEPT = 256;
 
-/**
- * A Map that forgets its oldest entry past `max`: players fetch the same
- * video in several ranges, and a done job and a checked signature do not
- * change (a deleted video simply fails to open).
- */
-class Recent<K, V> extends Map<K, V> {
-  constructor(private readonly max: number) {
-    super();
-  }
-  override set(key: K, value: V): this {
-    if (!this.has(key) && this.size >= this.max) {
-      this.delete(this.keys().next().value!);
-    }
-    return super.set(key, value);
-  }
-}
-
-export function mediaRoutes(deps: AppDeps) {
-  const signatures = new Recent<string, true>(1024);
-  const videos = new Recent<string, { session: string; bytes: number }>(256);
+export function mediaRoutes(
+  deps: Pick<AppDeps, "kv" | "clock" | "key" | "store">,
+) {
+  const signatures = new BoundedMap<string, true>(SIGNATURES_KEPT);
+  const videos = new BoundedMap<string, { session: string; bytes: number }>(
+    VIDEOS_KEPT,
+  );
   return new Hono<SessionEnv>().get(
     "/:id",
     jobIdParam,
@@ -59,29 +50,15 @@ export function mediaRoutes(deps: AppDeps) {
       if (!video) {
         const job = await getJob(deps.kv, id);
         if (job?.status !== "done" || !job.video) {
-          throw forbidden(
-            "This video is not available.",
-          );
+          throw forbidden("This video is not available.");
         }
         video = { session: job.session, bytes: job.video.bytes };
         videos.set(id, video);
       }
       if (video.session !== session) {
-        throw forbidden(
-          "This video is not available.",
-        );
+        throw forbidden("This video is not available.");
       }
-      let file: Deno.FsFile;
-      try {
-        file = await Deno.open(deps.store.videoPath(id));
-      } catch (e) {
-        if (e instanceof Deno.errors.NotFound) {
-          throw forbidden(
-            "This video is not available.",
-          );
-        }
-        throw e;
-      }
+      const file = await openOrForbidden(deps.store.videoPath(id));
       let handedOver = false;
       try {
         const size = video.bytes; // recorded when the video was put in place

@@ -1,9 +1,9 @@
 /** `GET /healthz` and `GET /metrics` (Prometheus text format 0.0.4). */
 import { Hono } from "hono";
-import type { AppDeps } from "../app.ts";
+import type { AppDeps } from "./deps.ts";
 import { keys } from "../queue/keys.ts";
 
-export function opsRoutes(deps: AppDeps) {
+export function opsRoutes(deps: Pick<AppDeps, "kv" | "queue" | "hub">) {
   return new Hono()
     .get("/healthz", async (c) => {
       try {

@@ -8,11 +8,15 @@ import { type Context, Hono } from "hono";
 import { getCookie, setCookie } from "hono/cookie";
 import type { ComponentChildren, FunctionComponent } from "preact";
 import { renderToString } from "preact-render-to-string";
-import type { AppDeps } from "../app.ts";
+import type { AppDeps } from "./deps.ts";
 import { type Lang, LANGS, pickLang, t } from "../islands/i18n.ts";
 import JobList from "../islands/JobList.tsx";
 import UploadForm from "../islands/UploadForm.tsx";
-import { getJob, listSessionJobs } from "../queue/jobs.ts";
+import { JOB_ID_SOURCE } from "../queue/ids.ts";
+import { listSessionJobs } from "../queue/jobs.ts";
+import { findOwnedJob } from "./_access.ts";
+import type { ApiError } from "./errors.ts";
+import { uploadError } from "../islands/job_state.ts";
 import type { SessionEnv } from "./session.ts";
 import { viewJobs } from "./_views.ts";
 
@@ -93,51 +97,93 @@ function language(c: Context<SessionEnv>): Lang {
   return lang;
 }
 
-export function pageRoutes(deps: AppDeps) {
-  const render = async (c: Context<SessionEnv>, only?: string) => {
-    const lang = language(c);
-    const records = only
-      ? [await getJob(deps.kv, only)].filter((j) =>
-        j?.session === c.get("session")
-      ).map((j) => j!)
-      : await listSessionJobs(deps.kv, c.get("session"));
-    if (only && records.length === 0) return null;
-    // The page plays through Media Source (routes/playback.ts): no video
-    // address goes into it, not even in the islands' props.
-    const jobs = (await viewJobs(deps, records)).map((j) =>
-      j.video ? { ...j, video: { ...j.video, url: "" } } : j
-    );
-    const html = renderToString(
-      <Page lang={lang} path={only ? `/jobs/${only}` : "/"}>
-        <p>{t(lang, "intro")}</p>
-        <Island
-          name="UploadForm"
-          component={UploadForm}
-          props={{ maxBytes: deps.config.maxUploadBytes, lang }}
-        />
-        <h2>
-          {only ? <a href="/">{t(lang, "allJobs")}</a> : t(lang, "yourVideos")}
-        </h2>
-        <Island
-          name="JobList"
-          component={JobList}
-          props={{
-            jobs,
+type PageDeps = Pick<AppDeps, "kv" | "clock" | "queue" | "key" | "config">;
+
+/**
+ * Renders the page: every job of the session, or only job `only` (its own
+ * page; null when the session has no such job), with `refusal`'s sentence
+ * above the form when an upload posted without JavaScript was refused.
+ */
+async function renderPage(
+  deps: PageDeps,
+  c: Context<SessionEnv>,
+  opts: { only?: string; refusal?: ApiError } = {},
+): Promise<Response | null> {
+  const { only, refusal } = opts;
+  const lang = language(c);
+  const session = c.get("session");
+  const records = only
+    ? [await findOwnedJob(deps.kv, session, only)].filter((j) => j !== null)
+    : await listSessionJobs(deps.kv, session);
+  if (only && records.length === 0) return null;
+  // The page plays through Media Source (routes/playback.ts): no video
+  // address goes into it, not even in the islands' props.
+  const jobs = (await viewJobs(deps, records)).map((j) =>
+    j.video ? { ...j, video: { ...j.video, url: "" } } : j
+  );
+  const html = renderToString(
+    <Page lang={lang} path={only ? `/jobs/${only}` : "/"}>
+      <p>{t(lang, "intro")}</p>
+      {refusal && (
+        <p class="error refused" role="alert">
+          {uploadError(
             lang,
-            modelMs: deps.config.modelMs,
-            ...(only ? { only } : {}),
-          }}
-        />
-      </Page>,
-    );
-    c.header("Cache-Control", "no-store");
-    c.header("Vary", "Accept-Language, Cookie");
-    return c.html(`<!doctype html>${html}`);
-  };
+            refusal.status,
+            { error: { code: refusal.code } },
+            refusal.headers["Retry-After"] ?? null,
+            deps.config.maxUploadBytes,
+          )}
+        </p>
+      )}
+      <Island
+        name="UploadForm"
+        component={UploadForm}
+        props={{ maxBytes: deps.config.maxUploadBytes, lang }}
+      />
+      <h2>
+        {only ? <a href="/">{t(lang, "allJobs")}</a> : t(lang, "yourVideos")}
+      </h2>
+      <Island
+        name="JobList"
+        component={JobList}
+        props={{
+          jobs,
+          lang,
+          modelMs: deps.config.modelMs,
+          ...(only ? { only } : {}),
+        }}
+      />
+    </Page>,
+  );
+  c.header("Cache-Control", "no-store");
+  c.header("Vary", "Accept-Language, Cookie");
+  if (refusal) {
+    for (const [name, value] of Object.entries(refusal.headers)) {
+      c.header(name, value);
+    }
+  }
+  return c.html(`<!doctype html>${html}`, refusal?.status ?? 200);
+}
+
+/**
+ * The page again, with the status of a refused form post and its sentence
+ * (in the visitor's language, as the script would show it), not JSON.
+ */
+export async function refusedPage(
+  deps: PageDeps,
+  c: Context<SessionEnv>,
+  refusal: ApiError,
+): Promise<Response> {
+  return (await renderPage(deps, c, { refusal }))!;
+}
+
+export function pageRoutes(deps: PageDeps) {
   return new Hono<SessionEnv>()
-    .get("/", async (c) => (await render(c))!)
+    .get("/", async (c) => (await renderPage(deps, c))!)
     .get(
-      "/jobs/:id{[0-9A-Z]{26}}",
-      async (c) => (await render(c, c.req.param("id"))) ?? c.notFound(),
+      `/jobs/:id{${JOB_ID_SOURCE}}`,
+      async (c) =>
+        (await renderPage(deps, c, { only: c.req.param("id") })) ??
+          c.notFound(),
     );
 }

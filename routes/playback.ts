@@ -10,14 +10,15 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { zValidator } from "@hono/zod-validator";
-import type { AppDeps } from "../app.ts";
+import type { AppDeps } from "./deps.ts";
 import { avcCodec, mseType } from "../media/mp4.ts";
 import { importKey, sealFile } from "../media/seal.ts";
-import { getJob } from "../queue/jobs.ts";
 import { keys } from "../queue/keys.ts";
 import { takeSlot } from "../queue/rate.ts";
-import { ApiError, notFound, tooMany } from "./errors.ts";
-import { type SessionEnv, sign, verify } from "./session.ts";
+import { openOrForbidden, ownedJob } from "./_access.ts";
+import { BoundedMap } from "./_bounded_map.ts";
+import { ApiError, forbidden, tooMany } from "./errors.ts";
+import { claim, type SessionEnv, sign, verify } from "./session.ts";
 import { jobIdParam } from "./_validate.ts";
 import { encodeBase64Url } from "./_base64.ts";
 
@@ -38,9 +39,8 @@ interface Playback {
 /** `{"eme": true}` asks for the Clear Key copy when the browser can play it. */
 const grantBody = z.object({ eme: z.boolean().optional() }).catch({});
 
-const forbidden = (message: string) => new ApiError(403, "forbidden", message);
-const claim = (id: string, session: string, playback: string, exp: number) =>
-  `${id}:${session}:${playback}:${exp}`;
+/** Done videos' codec strings remembered (a done video never changes). */
+const CODECS_KEPT = 256;
 
 const segmentQuery = zValidator(
   "query",
@@ -54,14 +54,15 @@ const segmentQuery = zValidator(
   },
 );
 
-export function playbackRoutes(deps: AppDeps) {
-  const codecs = new Map<string, string>(); // job id → codec string; a done video never changes
+export function playbackRoutes(
+  deps: Pick<AppDeps, "kv" | "clock" | "key" | "store">,
+) {
+  const codecs = new BoundedMap<string, string>(CODECS_KEPT); // job id → codec string
 
   return new Hono<SessionEnv>()
     .post("/api/jobs/:id/playback", jobIdParam, async (c) => {
       const session = c.get("session");
-      const job = await getJob(deps.kv, c.req.valid("param").id);
-      if (!job || job.session !== session) throw notFound();
+      const job = await ownedJob(deps.kv, session, c.req.valid("param").id);
       if (job.status !== "done") {
         throw new ApiError(409, "not_playable", "This job has no video yet.");
       }
@@ -90,7 +91,6 @@ export function playbackRoutes(deps: AppDeps) {
         const head = new Uint8Array(4096);
         const n = (await file.read(head)) ?? 0;
         codec = avcCodec(head.subarray(0, n)) ?? "avc1.64001f";
-        if (codecs.size > 256) codecs.clear();
         codecs.set(job.id, codec);
       }
       const id = encodeBase64Url(crypto.getRandomValues(new Uint8Array(16)));
@@ -145,18 +145,11 @@ export function playbackRoutes(deps: AppDeps) {
       const taken = await deps.kv.atomic().check(entry).delete(keys.playback(p))
         .commit();
       if (!taken.ok) throw forbidden("This segment address was used already.");
-      let file: Deno.FsFile;
-      try {
-        file = await Deno.open(
-          playback.cenc ? deps.store.cencPath(id) : deps.store.fragPath(id),
-        );
-      } catch (e) {
-        if (e instanceof Deno.errors.NotFound) {
-          throw forbidden("This video is not available.");
-        }
-        throw e;
-      }
+      // The key first: a key that fails to import leaves no file open.
       const key = await importKey(playback.key, "encrypt");
+      const file = await openOrForbidden(
+        playback.cenc ? deps.store.cencPath(id) : deps.store.fragPath(id),
+      );
       return c.body(sealFile(file, key, playback.iv), 200, {
         "Content-Type": "application/octet-stream",
         "Cache-Control": "private, no-store",

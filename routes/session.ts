@@ -5,6 +5,7 @@
 import type { MiddlewareHandler } from "hono";
 import { getCookie, setCookie } from "hono/cookie";
 import { decodeBase64Url, encodeBase64Url } from "./_base64.ts";
+import { BoundedMap } from "./_bounded_map.ts";
 
 export const SESSION_COOKIE = "img2vid_session";
 
@@ -20,6 +21,12 @@ export function importSecret(raw: Uint8Array<ArrayBuffer>): Promise<CryptoKey> {
     ["sign", "verify"],
   );
 }
+
+/**
+ * What a signature covers: its parts joined with ":" (ids, sessions and
+ * times never contain one), e.g. `claim(jobId, session, exp)`.
+ */
+export const claim = (...parts: (string | number)[]): string => parts.join(":");
 
 /** `base64url(HMAC(key, purpose + ":" + value))`. */
 export async function sign(
@@ -57,7 +64,7 @@ const VERIFIED_MAX = 1024;
 
 /** Reads or issues the session; handlers read it as `c.get("session")`. */
 export function session(key: CryptoKey): MiddlewareHandler<SessionEnv> {
-  const verified = new Map<string, string>(); // cookie → session id, bounded
+  const verified = new BoundedMap<string, string>(VERIFIED_MAX); // cookie → session id
   return async function session(c, next) {
     const cookie = getCookie(c, SESSION_COOKIE) ?? "";
     const [id, mac] = cookie.split(".");
@@ -67,9 +74,6 @@ export function session(key: CryptoKey): MiddlewareHandler<SessionEnv> {
       id && mac && /^[A-Za-z0-9_-]{22}$/.test(id) &&
       await verify(key, "session", id, mac)
     ) {
-      if (verified.size >= VERIFIED_MAX) {
-        verified.delete(verified.keys().next().value!); // the oldest
-      }
       verified.set(cookie, id);
       c.set("session", id);
     } else {

@@ -111,12 +111,11 @@ export class FakeEncoder implements Encoder {
         });
       }
       if (this.fail) throw this.fail;
-      await Deno.writeFile(req.output, new TextEncoder().encode("fake mp4"));
-      // A real fragmented MP4, so that what follows (CENC packaging, playback) runs for real.
-      await Deno.copyFile(
-        new URL("./fixtures/clip.frag.mp4", import.meta.url),
-        req.fragOutput,
-      );
+      // A real (fragmented) MP4 for both outputs, so that what follows
+      // (CENC packaging, byte ranges, playback) runs on real bytes.
+      const clip = new URL("./fixtures/clip.frag.mp4", import.meta.url);
+      await Deno.copyFile(clip, req.output);
+      await Deno.copyFile(clip, req.fragOutput);
     } finally {
       this.running--;
     }

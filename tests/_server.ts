@@ -72,17 +72,25 @@ export async function startServer(
   };
 }
 
-/** A client that keeps its session cookie, like one browser. */
+/**
+ * A client that keeps its session cookie, like one browser. It sends over the
+ * network by default, or through `send` (an in-process app's `fetch`).
+ */
 export class Client {
   cookie = "";
-  constructor(public base: string) {}
+  constructor(
+    public base: string,
+    private readonly send: (req: Request) => Promise<Response> = fetch,
+  ) {}
 
   async fetch(path: string, init: RequestInit = {}): Promise<Response> {
     const headers = new Headers(init.headers);
     if (this.cookie && !headers.has("cookie")) {
       headers.set("cookie", this.cookie);
     }
-    const res = await fetch(this.base + path, { ...init, headers });
+    const res = await this.send(
+      new Request(this.base + path, { ...init, headers }),
+    );
     const set = res.headers.get("set-cookie");
     if (set) this.cookie = set.split(";")[0];
     return res;

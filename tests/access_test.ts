@@ -1,11 +1,15 @@
-/** Ownership, the read-only video address, byte ranges, cancel, operations. */
+/**
+ * Ownership, the read-only video address and byte ranges (in process, with
+ * `createApp`), cancel and operations (the real server).
+ */
 import assert from "node:assert/strict";
+import { startApp } from "./_app.ts";
 import { type ApiJobLike, Client, fixture, startServer } from "./_server.ts";
 
 Deno.test("jobs and their video belong to the session that made them", async (t) => {
-  await using server = await startServer({ MODEL_DURATION_MS: "300" });
-  const owner = new Client(server.url);
-  const stranger = new Client(server.url);
+  await using server = await startApp({ MODEL_DURATION_MS: "300" });
+  const owner = server.client();
+  const stranger = server.client();
   const { body } = await owner.upload(await fixture("rgb.png"));
   const id = (body as unknown as ApiJobLike).id;
   const { events } = await owner.events(id, (j) => j.status === "done");
@@ -30,7 +34,7 @@ Deno.test("jobs and their video belong to the session that made them", async (t)
   );
 
   await t.step("a tampered cookie is simply a new session", async () => {
-    const forged = new Client(server.url);
+    const forged = server.client();
     // Another session id under the owner's signature.
     forged.cookie = owner.cookie.replace(
       /=(.)/,
@@ -41,7 +45,7 @@ Deno.test("jobs and their video belong to the session that made them", async (t)
   });
 
   await t.step("the session cookie is HttpOnly and SameSite=Lax", async () => {
-    const res = await fetch(`${server.url}/api/jobs`);
+    const res = await server.client().fetch("/api/jobs");
     const cookie = res.headers.get("set-cookie")!;
     await res.body?.cancel();
     assert.match(cookie, /HttpOnly/);
@@ -97,9 +101,8 @@ Deno.test("jobs and their video belong to the session that made them", async (t)
         path: string,
         headers: HeadersInit = {},
       ) => {
-        const res = client
-          ? await client.fetch(path, { headers })
-          : await fetch(server.url + path, { headers });
+        // null: a request without any session cookie.
+        const res = await (client ?? server.client()).fetch(path, { headers });
         assert.equal(res.status, 403, path);
         assert.equal((await res.json()).error.code, "forbidden");
       };
@@ -110,7 +113,7 @@ Deno.test("jobs and their video belong to the session that made them", async (t)
         owner,
         url.replace(/sig=./, (m) => (m.endsWith("A") ? "sig=B" : "sig=A")),
       );
-      const exp = Number(new URL(url, server.url).searchParams.get("exp"));
+      const exp = Number(new URL(url, "http://x").searchParams.get("exp"));
       await refused(owner, url.replace(`exp=${exp}`, `exp=${exp + 3_600_000}`));
       await refused(owner, url.replace(`exp=${exp}`, `exp=${Date.now() - 1}`));
       // A fresh GET hands out a fresh address.

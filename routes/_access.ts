@@ -1,0 +1,40 @@
+/**
+ * Who may see what: the owned-job lookup every job route makes (API.md: jobs
+ * belong to the session that created them; to any other session they do not
+ * exist), and opening a stored video or 403 (media, playback).
+ */
+import { getJob, type JobRecord } from "../queue/jobs.ts";
+import { forbidden, notFound } from "./errors.ts";
+
+/** The job if `session` owns it, else null. */
+export async function findOwnedJob(
+  kv: Deno.Kv,
+  session: string,
+  id: string,
+): Promise<JobRecord | null> {
+  const job = await getJob(kv, id);
+  return job && job.session === session ? job : null;
+}
+
+/** The job if `session` owns it; 404 `not_found` otherwise. */
+export async function ownedJob(
+  kv: Deno.Kv,
+  session: string,
+  id: string,
+): Promise<JobRecord> {
+  const job = await findOwnedJob(kv, session, id);
+  if (!job) throw notFound();
+  return job;
+}
+
+/** Opens a stored video file, or 403 `forbidden` when it is not there (deleted, expired). */
+export async function openOrForbidden(path: string): Promise<Deno.FsFile> {
+  try {
+    return await Deno.open(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw forbidden("This video is not available.");
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * The app in process: `createApp` built by `startService` from a
+ * `Deno.openKv(":memory:")`, a temp `DATA_DIR`, the fake encoder and, where a
+ * test wants, a fake clock. Requests go straight to `app.fetch`, no socket:
+ * for the routes' errors and ownership. What needs a process of its own
+ * (crash, signals, roles, the browser) uses `_server.ts`.
+ */
+import { loadConfig } from "../config.ts";
+import type { Clock } from "../queue/clock.ts";
+import { type Service, startService } from "../service.ts";
+import { FakeEncoder } from "./_fakes.ts";
+import { Client } from "./_server.ts";
+
+export interface TestApp extends AsyncDisposable {
+  service: Service;
+  dataDir: string;
+  encoder: FakeEncoder;
+  /** A new client (a new session) of this app. */
+  client(): Client;
+}
+
+/** The origin the in-process requests claim. */
+export const APP_ORIGIN = "http://img2vid.test";
+
+export async function startApp(
+  env: Record<string, string> = {},
+  opts: { clock?: Clock; encoder?: FakeEncoder } = {},
+): Promise<TestApp> {
+  const dataDir = await Deno.makeTempDir({ prefix: "img2vid-app-" });
+  const encoder = opts.encoder ?? new FakeEncoder();
+  const service = await startService(
+    loadConfig({ DATA_DIR: dataDir, MODEL_DURATION_MS: "1000", ...env }),
+    { kv: await Deno.openKv(":memory:"), clock: opts.clock, encoder },
+  );
+  const app = service.app!;
+  return {
+    service,
+    dataDir,
+    encoder,
+    client: () => new Client(APP_ORIGIN, async (req) => await app.fetch(req)),
+    async [Symbol.asyncDispose]() {
+      await service.close();
+      await Deno.remove(dataDir, { recursive: true });
+    },
+  };
+}
