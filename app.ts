@@ -34,6 +34,9 @@ export function createApp(deps: AppDeps): Hono<SessionEnv> {
       formAction: ["'self'"],
     },
     crossOriginEmbedderPolicy: false,
+    // Not `no-referrer` (the default): under it Chromium sends `Origin: null`
+    // on the page's own form post, which then looks cross-site.
+    referrerPolicy: "same-origin",
   }));
   app.route("/", opsRoutes(deps));
   app.route("/assets", assetRoutes());
