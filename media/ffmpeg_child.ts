@@ -1,7 +1,10 @@
 /**
- * Runs one ffmpeg.wasm command in its own Deno process, so that the ~135 MB the
- * core loads and the 350-430 MB a 1080p encode peaks at (DESIGN.md) go back to
- * the OS when the process ends, and a crash or a hang cannot touch the server.
+ * Runs one ffmpeg.wasm command in its own Deno process, so that what the core
+ * loads and what an encode peaks at (DESIGN.md, BENCH.md) go back to the OS
+ * when the process ends, and a crash or a hang cannot touch the server.
+ *
+ * Files go in and out with `Deno.readFile`/`Deno.writeFile`: `@ffmpeg/util`'s
+ * `fetchFile` does the same for browsers (Blob, URL) and adds nothing here.
  *
  * Usage: deno run --allow-read --allow-write=<dir> media/ffmpeg_child.ts '<json spec>'
  * where the spec is {@link FfmpegSpec}. Exit code: ffmpeg's own (0 = success).

@@ -4,10 +4,9 @@
  * (the client went away) is reported at once.
  *
  * Not Hono's `streamSSE`: it puts a TransformStream and a second
- * ReadableStream behind every connection. Measured here with 1,000 open
- * streams: +91 MB RSS with `streamSSE` against +71 MB with one plain stream
- * (Deno.serve alone: +75 MB), and the extra hops per write showed in the
- * progress latency (see BENCH.md).
+ * ReadableStream behind every connection, which cost more memory per open
+ * stream and more latency per write (README, "Dependencies and why", with the
+ * figures measured).
  */
 export class EventStream {
   readonly body: ReadableStream<Uint8Array>;
