@@ -52,13 +52,19 @@ function table(rows: Row[]): string {
   ].join("\n");
 }
 
-/** What BENCH.md says before the table: where, when, and how to read it. */
-function header(seconds: number): string {
+/**
+ * What BENCH.md says before the table: where, when, how busy the machine was
+ * (other work on it slows both sides of every comparison, and absolute
+ * figures with them), and how to read the table.
+ */
+function header(seconds: number, loadAtStart: number): string {
   const mem = Deno.systemMemoryInfo();
   return `Measured ${new Date().toISOString().slice(0, 10)} by ` +
     `\`deno task bench\` on ${navigator.hardwareConcurrency} cores, ` +
     `${fmt(mem.total / GIB, 0)} GiB memory, Deno ${Deno.version.deno}; ` +
-    `the run took ${fmt(seconds, 0)} s.\n\n` +
+    `the run took ${fmt(seconds, 0)} s. The 1-minute load average was ` +
+    `${fmt(loadAtStart, 2)} at the start and ${fmt(Deno.loadavg()[0], 2)} ` +
+    `at the end.\n\n` +
     `The runs column says where a row's figures come from: "1" is a single ` +
     `run. Throughput is noisy, so it is measured in paired runs (ours and ` +
     `the baseline back to back, several rounds), and the row shows the one ` +
@@ -98,6 +104,7 @@ if (import.meta.main) {
     smallImage: await readSmallImage(),
   };
   const t0 = performance.now();
+  const [loadAtStart] = Deno.loadavg();
   const rows: Row[] = [];
   try {
     for (const name of names) {
@@ -117,7 +124,7 @@ if (import.meta.main) {
   if (names.length === Object.keys(SECTIONS).length) {
     await Deno.writeTextFile(
       BENCH_MD,
-      `# Benchmarks\n\n${header(seconds)}\n\n${table(rows)}\n`,
+      `# Benchmarks\n\n${header(seconds, loadAtStart)}\n\n${table(rows)}\n`,
     );
     // Written as `deno fmt` would, so that CI's fmt check passes on it.
     await new Deno.Command(Deno.execPath(), {
