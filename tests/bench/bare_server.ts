@@ -1,7 +1,7 @@
 /**
  * The baselines for `deno task bench`: a bare `Deno.serve` that streams a
  * request body to a file (same read loop as ours, no checks) and serves one
- * file whole. Usage: deno run -A tests/bench_bare.ts <dir> <file to serve>
+ * file whole. Usage: deno run -A tests/bench/bare_server.ts <dir> <file to serve>
  */
 const [dir, served] = Deno.args;
 let n = 0;

@@ -1,0 +1,138 @@
+/**
+ * Bench section "ingest": many large uploads at once, as a raw body and as
+ * multipart, against a bare `Deno.serve` that only writes the body to a file.
+ * Throughput and the server's extra memory while they stream in.
+ */
+import { startServer } from "../_server.ts";
+import {
+  type BenchContext,
+  fmt,
+  mb,
+  medianPair,
+  medianPairRuns,
+  pairedRuns,
+  peak,
+  type Row,
+  rss,
+  startBare,
+} from "./_util.ts";
+
+/** Uploads in flight at once. */
+const CONCURRENT = 40;
+/** Bytes per upload: near the upload limit, where memory would show. */
+const UPLOAD_BYTES = 5 * 1000 * 1000;
+/** Odd, so that the median ratio is one pair's (see medianPair). */
+const ROUNDS = 7;
+/** RSS sampling interval while the uploads stream in. */
+const SAMPLE_MS = 5;
+const BOUNDARY = "----img2vidbench";
+const ENV = {
+  MAX_QUEUE: "10000",
+  UPLOADS_PER_MINUTE: "10000",
+  /** Long enough that no encode runs while uploads are timed. */
+  MODEL_DURATION_MS: String(10 * 60_000),
+};
+const GOAL_RATIO = 0.7;
+const GOAL_GROWTH_MB = 64;
+const ACCEPTED = 202;
+
+interface Run {
+  mbps: number;
+  /** Peak RSS above the process's idle RSS, in MB. */
+  growth: number;
+  accepted: number;
+}
+
+async function post(url: string, body: Uint8Array, headers: HeadersInit) {
+  const res = await fetch(url, {
+    method: "POST",
+    body: body as Uint8Array<ArrayBuffer>,
+    headers,
+  });
+  await res.body?.cancel();
+  return res.status;
+}
+
+/** A multipart body as `curl -F image=@a.png` sends it. */
+function multipartOf(image: Uint8Array): Uint8Array {
+  const enc = new TextEncoder();
+  const head = enc.encode(
+    `--${BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n` +
+      `Content-Type: image/png\r\n\r\n`,
+  );
+  const tail = enc.encode(`\r\n--${BOUNDARY}--\r\n`);
+  const body = new Uint8Array(head.length + image.length + tail.length);
+  body.set(head);
+  body.set(image, head.length);
+  body.set(tail, head.length + image.length);
+  return body;
+}
+
+export async function ingest(ctx: BenchContext): Promise<Row[]> {
+  // A real PNG padded to size: the bytes after its end are never read as
+  // image, because the probe stops at IEND.
+  const image = new Uint8Array(UPLOAD_BYTES);
+  image.set(ctx.smallImage);
+  const multipart = multipartOf(image);
+
+  // RSS growth is counted from each server's idle RSS before its first upload.
+  const idle = new Map<number, number>();
+  const measure = async (
+    url: string,
+    pid: number,
+    body: Uint8Array,
+    headers: HeadersInit,
+  ): Promise<Run> => {
+    if (!idle.has(pid)) idle.set(pid, await rss(pid));
+    const t0 = performance.now();
+    const sending = Promise.all(
+      Array.from({ length: CONCURRENT }, () => post(url, body, headers)),
+    );
+    const top = await peak(() => rss(pid), sending, SAMPLE_MS);
+    const statuses = await sending;
+    const seconds = (performance.now() - t0) / 1000;
+    return {
+      mbps: mb(CONCURRENT * UPLOAD_BYTES) / seconds,
+      growth: mb(top - idle.get(pid)!),
+      accepted: statuses.filter((s) => s === ACCEPTED).length,
+    };
+  };
+  await using bare = await startBare(ctx.dir, "/dev/null");
+  await using server = await startServer(ENV);
+  const api = `${server.url}/api/jobs`, pid = server.process.pid;
+  // Every run writes CONCURRENT × UPLOAD_BYTES to disk: flush the page
+  // cache's dirty pages before each, so that no run pays for the previous
+  // one's writeback.
+  const runs = await pairedRuns(ROUNDS, {
+    bare: () => measure(bare.url, bare.pid, image, {}),
+    raw: () => measure(api, pid, image, { "content-type": "image/png" }),
+    multipart: () =>
+      measure(api, pid, multipart, {
+        "content-type": `multipart/form-data; boundary=${BOUNDARY}`,
+      }),
+  }, () => new Deno.Command("sync").output());
+  const worstGrowth = (rs: Run[]) => Math.max(...rs.map((r) => r.growth));
+  const mbps = (rs: Run[]) => rs.map((r) => r.mbps);
+  const bareGrowth = worstGrowth(runs.bare);
+  return (["raw", "multipart"] as const).map((kind) => {
+    const pair = medianPair(mbps(runs[kind]), mbps(runs.bare));
+    const fewest = Math.min(...runs[kind].map((r) => r.accepted));
+    return {
+      measure: `ingest: ${CONCURRENT} concurrent ${
+        UPLOAD_BYTES / 1e6
+      } MB uploads (${kind === "raw" ? "raw body" : "multipart, as curl -F"})`,
+      figure: `${fmt(pair.ours)} MB/s; peak +${
+        fmt(worstGrowth(runs[kind]))
+      } MB RSS (largest of all runs); ${
+        fewest === CONCURRENT
+          ? `${CONCURRENT}/${CONCURRENT} accepted in every run`
+          : `as few as ${fewest}/${CONCURRENT} accepted`
+      }`,
+      baseline: `bare Deno.serve ${fmt(pair.base)} MB/s; peak +${
+        fmt(bareGrowth)
+      } MB RSS (largest of all runs)`,
+      goal: `≥ ${GOAL_RATIO}× (${fmt(pair.ratio, 2)}×), ≤ ${GOAL_GROWTH_MB} MB`,
+      runs: `MB/s: ${medianPairRuns(pair)}`,
+    };
+  });
+}
