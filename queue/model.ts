@@ -9,13 +9,14 @@ import type { Store } from "../media/store.ts";
 import { packageCenc } from "../media/cenc.ts";
 import { encodeBase64Url } from "../routes/_base64.ts";
 import type { Clock } from "./clock.ts";
+import type { JobRecord } from "./jobs.ts";
 import {
   finishJob,
-  type JobRecord,
+  type LeaseHolder,
+  type LeaseRenewal,
   releaseLease,
-  tick,
-  type TickResult,
-} from "./jobs.ts";
+  renewLease,
+} from "./lease.ts";
 
 export interface ModelDeps {
   kv: Deno.Kv;
@@ -31,7 +32,7 @@ export interface ModelDeps {
   retentionMs: number;
 }
 
-export type RunOutcome = "done" | "failed" | TickResult | "stopped";
+export type RunOutcome = "done" | "failed" | LeaseRenewal | "stopped";
 
 /** Progress after `elapsed` of `total`: one decimal, never 100 before done. */
 export function progressAt(elapsed: number, total: number): number {
@@ -48,6 +49,7 @@ export async function runJob(
   stop: AbortSignal,
 ): Promise<RunOutcome> {
   const { kv, clock, store } = deps;
+  const holder: LeaseHolder = { owner: deps.owner, jobId: job.id };
   const start = job.startedAt ?? clock.now();
   const encoderStop = new AbortController();
   const output = store.videoTempPath(job.id);
@@ -86,8 +88,7 @@ export async function runJob(
     if (encoded && !encoded.ok) {
       await discard();
       await finishJob(kv, {
-        owner: deps.owner,
-        jobId: job.id,
+        ...holder,
         now,
         retentionMs: deps.retentionMs,
         result: { error: encodeFailure(encoded.error) },
@@ -95,18 +96,17 @@ export async function runJob(
       return "failed";
     }
     if (encoded && elapsed >= deps.modelMs) break;
-    const ticked = await tick(kv, {
-      owner: deps.owner,
-      jobId: job.id,
+    const renewal = await renewLease(kv, {
+      ...holder,
       now,
       leaseMs: deps.leaseMs,
       progress: progressAt(elapsed, deps.modelMs),
     });
-    if (ticked !== "ok") {
-      await end(ticked);
+    if (renewal !== "ok") {
+      await end(renewal);
       await discard();
-      if (ticked === "cancelled") await releaseLease(kv, deps.owner, job.id);
-      return ticked;
+      if (renewal === "cancelled") await releaseLease(kv, holder);
+      return renewal;
     }
     const left = deps.modelMs - elapsed;
     const wait = left > 0 ? Math.min(deps.tickMs, left) : deps.tickMs;
@@ -120,11 +120,10 @@ export async function runJob(
     stop.removeEventListener("abort", onStop);
   }
 
-  const clearKey = await protect(store, job.id);
+  const clearKey = await packageClearKeyCopy(store, job.id);
   const bytes = await store.commitVideo(job.id);
   const kept = await finishJob(kv, {
-    owner: deps.owner,
-    jobId: job.id,
+    ...holder,
     now: clock.now(),
     retentionMs: deps.retentionMs,
     result: { video: clearKey ? { bytes, clearKey } : { bytes } },
@@ -142,19 +141,22 @@ export async function runJob(
  * of its own. A clip that cannot be packaged still plays through plain Media
  * Source, so a failure here only logs.
  */
-async function protect(store: Store, id: string) {
+async function packageClearKeyCopy(store: Store, id: string) {
   try {
-    const keys = {
+    const clearKey = {
       kid: crypto.getRandomValues(new Uint8Array(16)),
       key: crypto.getRandomValues(new Uint8Array(16)),
     };
-    // One clip at a time, a few hundred KB: the model slot bounds this memory.
+    // One short clip at a time: the model slot bounds this memory.
     const packaged = await packageCenc(
       await Deno.readFile(store.fragTempPath(id)),
-      keys,
+      clearKey,
     );
     await Deno.writeFile(store.cencTempPath(id), packaged);
-    return { kid: encodeBase64Url(keys.kid), key: encodeBase64Url(keys.key) };
+    return {
+      kid: encodeBase64Url(clearKey.kid),
+      key: encodeBase64Url(clearKey.key),
+    };
   } catch (e) {
     console.error(
       `job ${id}: no Clear Key copy (${e instanceof Error ? e.message : e})`,

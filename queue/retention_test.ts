@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { DiskStore } from "../media/store.ts";
 import { queuedJob } from "../tests/_fakes.ts";
-import { cancelJob, claimNext, createJob, finishJob, getJob } from "./jobs.ts";
+import { cancelJob, createJob, getJob } from "./jobs.ts";
 import { keys } from "./keys.ts";
+import { claimNext, finishJob } from "./lease.ts";
 import { sweepExpired, sweepOrphans } from "./retention.ts";
 
 const HOUR = 3_600_000;

@@ -4,13 +4,13 @@ import { DiskStore } from "../media/store.ts";
 import { FakeClock, FakeEncoder, queuedJob } from "../tests/_fakes.ts";
 import {
   cancelJob,
-  claimNext,
   createJob,
   getJob,
   type JobRecord,
   type Progress,
 } from "./jobs.ts";
 import { keys } from "./keys.ts";
+import { claimNext } from "./lease.ts";
 import { progressAt, runJob } from "./model.ts";
 import { ModelWorker } from "./worker.ts";
 
