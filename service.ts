@@ -11,7 +11,7 @@ import {
   type Encoder,
   ensureFfmpegInstalled,
 } from "./media/clip.ts";
-import { DiskStore } from "./media/store.ts";
+import { DiskStore, type Store } from "./media/store.ts";
 import { type Clock, realClock } from "./queue/clock.ts";
 import { JobHub } from "./queue/hub.ts";
 import { keys } from "./queue/keys.ts";
@@ -54,6 +54,8 @@ export async function startService(
     kv?: Deno.Kv;
     clock?: Clock;
     encoder?: Encoder;
+    /** Where uploads and videos go; a {@link DiskStore} under `DATA_DIR` by default. */
+    store?: Store;
     timings?: Partial<typeof TIMINGS>;
     onRun?: WorkerOptions["onRun"];
   } = {},
@@ -62,7 +64,7 @@ export async function startService(
   await Deno.mkdir(config.dataDir, { recursive: true });
   const kv = overrides.kv ?? await Deno.openKv(config.kvPath);
   const clock = overrides.clock ?? realClock;
-  const store = await new DiskStore(config.dataDir).init();
+  const store = overrides.store ?? await new DiskStore(config.dataDir).init();
   const key = await loadKey(kv);
   const hub = new JobHub(
     kv,
@@ -94,8 +96,8 @@ export async function startService(
     kv.listenQueue(() => w.ring()).catch(() => {/* KV closed */});
   }
 
-  // Retention and crash leftovers. With ROLE=all nobody else writes under
-  // DATA_DIR, so at start every leftover is an orphan.
+  // Retention and crash leftovers. With ROLE=all nobody else writes to the
+  // store, so at start every leftover is an orphan.
   let sweeper: ReturnType<typeof setInterval> | undefined;
   if (config.role !== "web") {
     await sweepOrphans(

@@ -5,7 +5,7 @@
  */
 import type { Encoder } from "../media/clip.ts";
 import { EncodeError } from "../media/clip.ts";
-import type { Store } from "../media/store.ts";
+import type { Store, Workspace } from "../media/store.ts";
 import { packageCenc } from "../media/cenc.ts";
 import { encodeBase64Url } from "../routes/_base64.ts";
 import type { Clock } from "./clock.ts";
@@ -52,20 +52,14 @@ export async function runJob(
   const holder: LeaseHolder = { owner: deps.owner, jobId: job.id };
   const start = job.startedAt ?? clock.now();
   const encoderStop = new AbortController();
-  const output = store.videoTempPath(job.id);
-  const fragOutput = store.fragTempPath(job.id);
-  const discard = async () => {
-    await store.remove(output);
-    await store.remove(fragOutput);
-    await store.remove(store.cencTempPath(job.id));
-  };
+  const workspace = await store.workspace(job.id);
   type Encoded = { ok: true } | { ok: false; error: unknown };
   // Set by the encoder's promise; read by the loop (an object, so TS sees it change).
   const state: { encoded: Encoded | null } = { encoded: null };
   const encoding = deps.encoder.makeClip({
-    input: store.uploadPath(job.id),
-    output,
-    fragOutput,
+    input: workspace.input,
+    output: workspace.outputs.video,
+    fragOutput: workspace.outputs.fragments,
     width: job.image.width,
     height: job.image.height,
     orientation: job.image.orientation,
@@ -81,12 +75,17 @@ export async function runJob(
   };
 
   for (;;) {
-    if (stop.aborted) return end("stopped");
+    if (stop.aborted) {
+      // Handed back: the next run starts from 0 in a workspace of its own.
+      await end("stopped");
+      await workspace.discard();
+      return "stopped";
+    }
     const now = clock.now();
     const elapsed = now - start;
     const encoded = state.encoded;
     if (encoded && !encoded.ok) {
-      await discard();
+      await workspace.discard();
       await finishJob(kv, {
         ...holder,
         now,
@@ -104,7 +103,7 @@ export async function runJob(
     });
     if (renewal !== "ok") {
       await end(renewal);
-      await discard();
+      await workspace.discard();
       if (renewal === "cancelled") await releaseLease(kv, holder);
       return renewal;
     }
@@ -120,19 +119,17 @@ export async function runJob(
     stop.removeEventListener("abort", onStop);
   }
 
-  const clearKey = await packageClearKeyCopy(store, job.id);
-  const bytes = await store.commitVideo(job.id);
+  const clearKey = await packageClearKeyCopy(workspace, job.id);
+  const bytes = await workspace.commit();
   const kept = await finishJob(kv, {
     ...holder,
     now: clock.now(),
     retentionMs: deps.retentionMs,
     result: { video: clearKey ? { bytes, clearKey } : { bytes } },
   });
-  if (!kept) {
-    await store.remove(store.videoPath(job.id));
-    await store.remove(store.fragPath(job.id));
-    await store.remove(store.cencPath(job.id));
-  }
+  // Cancelled meanwhile: the videos go, and the image with them (the worker
+  // removes it after any ending but a lost lease).
+  if (!kept) await store.removeJob(job.id);
   return kept ? "done" : "cancelled";
 }
 
@@ -141,7 +138,8 @@ export async function runJob(
  * of its own. A clip that cannot be packaged still plays through plain Media
  * Source, so a failure here only logs.
  */
-async function packageClearKeyCopy(store: Store, id: string) {
+async function packageClearKeyCopy(workspace: Workspace, id: string) {
+  const { fragments, cenc } = workspace.outputs;
   try {
     const clearKey = {
       kid: crypto.getRandomValues(new Uint8Array(16)),
@@ -149,10 +147,10 @@ async function packageClearKeyCopy(store: Store, id: string) {
     };
     // One short clip at a time: the model slot bounds this memory.
     const packaged = await packageCenc(
-      await Deno.readFile(store.fragTempPath(id)),
+      await Deno.readFile(fragments),
       clearKey,
     );
-    await Deno.writeFile(store.cencTempPath(id), packaged);
+    await Deno.writeFile(cenc, packaged);
     return {
       kid: encodeBase64Url(clearKey.kid),
       key: encodeBase64Url(clearKey.key),
@@ -161,7 +159,9 @@ async function packageClearKeyCopy(store: Store, id: string) {
     console.error(
       `job ${id}: no Clear Key copy (${e instanceof Error ? e.message : e})`,
     );
-    await store.remove(store.cencTempPath(id));
+    await Deno.remove(cenc).catch((e) => {
+      if (!(e instanceof Deno.errors.NotFound)) throw e; // else: not written
+    });
     return null;
   }
 }

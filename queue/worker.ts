@@ -83,7 +83,7 @@ export class ModelWorker {
       );
     } else if (outcome !== "lost") {
       // Ended one way or another: the picture is no longer needed.
-      await this.deps.store.remove(this.deps.store.uploadPath(job.id));
+      await this.deps.store.removeImage(job.id);
     }
     this.deps.onRun?.(job.id, outcome);
   }

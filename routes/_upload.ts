@@ -6,6 +6,7 @@
  * not an image, reading stops at once. Multipart bodies: `_multipart.ts`.
  */
 import { sniffType } from "../media/probe.ts";
+import type { Incoming } from "../media/store.ts";
 import { ApiError, badRequest, tooLarge } from "./errors.ts";
 import { boundaryOf, readMultipart } from "./_multipart.ts";
 
@@ -18,7 +19,7 @@ export class UploadSink {
   #head = new Uint8Array(12);
   #headLength = 0;
 
-  constructor(private readonly file: Deno.FsFile, readonly max: number) {}
+  constructor(private readonly file: Incoming, readonly max: number) {}
 
   async write(chunk: Uint8Array): Promise<void> {
     this.bytes += chunk.length;
@@ -29,9 +30,7 @@ export class UploadSink {
       this.#headLength += take.length;
       if (this.#headLength === 12) this.#checkType();
     }
-    for (let done = 0; done < chunk.length;) {
-      done += await this.file.write(chunk.subarray(done));
-    }
+    await this.file.write(chunk);
   }
 
   /** Call after the last chunk. */

@@ -5,6 +5,7 @@
 import { Hono } from "hono";
 import type { AppDeps } from "../app.ts";
 import { fileSource, ProbeError, probeImage } from "../media/probe.ts";
+import type { Incoming } from "../media/store.ts";
 import { newJobId } from "../queue/ids.ts";
 import {
   cancelJob,
@@ -91,18 +92,14 @@ export function jobRoutes(deps: AppDeps) {
       const body = c.req.raw.body;
       if (!body) throw badRequest("The request has no body: send a picture.");
 
-      const temp = await store.createTemp(".upload");
-      const sink = new UploadSink(temp.file, config.maxUploadBytes);
+      const incoming = await store.receive();
+      const sink = new UploadSink(incoming, config.maxUploadBytes);
       let kept = false;
       try {
-        try {
-          await (multipart
-            ? receiveMultipart(body, type, sink)
-            : receiveRaw(body, sink));
-        } finally {
-          temp.file.close();
-        }
-        const info = await probeFile(temp.path);
+        await (multipart
+          ? receiveMultipart(body, type, sink)
+          : receiveRaw(body, sink));
+        const info = await probeFile(incoming);
         const now = clock.now();
         const id = newJobId(now);
         const job: JobRecord = {
@@ -117,10 +114,10 @@ export function jobRoutes(deps: AppDeps) {
           error: null,
           attempts: 0,
         };
-        await store.commitUpload(temp.path, id);
+        await incoming.keep(id);
         const created = await createJob(kv, job, config.maxQueue);
         if (!created.ok) {
-          await store.remove(store.uploadPath(id));
+          await store.removeImage(id);
           throw await queueFull();
         }
         kept = true;
@@ -135,7 +132,7 @@ export function jobRoutes(deps: AppDeps) {
         if (e instanceof ApiError) await refused(kv, sink.bytes);
         throw e;
       } finally {
-        if (!kept) await store.remove(temp.path);
+        if (!kept) await incoming.discard();
       }
     })
     .get("/", async (c) => {
@@ -164,15 +161,15 @@ export function jobRoutes(deps: AppDeps) {
         );
       }
       // A running job's encoder has its own copy; the worker stops within a tick.
-      await store.remove(store.uploadPath(job.id));
+      await store.removeImage(job.id);
       return c.json(await view(result));
     });
 }
 
-async function probeFile(path: string) {
-  using file = await Deno.open(path);
+async function probeFile(incoming: Incoming) {
+  using file = await incoming.open();
   try {
-    return await probeImage(await fileSource(file));
+    return await probeImage(fileSource(file));
   } catch (e) {
     if (e instanceof ProbeError) {
       throw new ApiError(

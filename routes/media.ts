@@ -71,16 +71,11 @@ export function mediaRoutes(deps: AppDeps) {
           "This video is not available.",
         );
       }
-      let file: Deno.FsFile;
-      try {
-        file = await Deno.open(deps.store.videoPath(id));
-      } catch (e) {
-        if (e instanceof Deno.errors.NotFound) {
-          throw forbidden(
-            "This video is not available.",
-          );
-        }
-        throw e;
+      const file = await deps.store.open(id, "video");
+      if (!file) {
+        throw forbidden(
+          "This video is not available.",
+        );
       }
       let handedOver = false;
       try {

@@ -86,7 +86,8 @@ export function playbackRoutes(deps: AppDeps) {
       const clearKey = wantsEme ? job.video?.clearKey : undefined;
       let codec = codecs.get(job.id);
       if (!codec) {
-        using file = await Deno.open(deps.store.fragPath(job.id));
+        using file = await deps.store.open(job.id, "fragments");
+        if (!file) throw forbidden("This video is not available.");
         const head = new Uint8Array(4096);
         const n = (await file.read(head)) ?? 0;
         codec = avcCodec(head.subarray(0, n)) ?? "avc1.64001f";
@@ -145,17 +146,11 @@ export function playbackRoutes(deps: AppDeps) {
       const taken = await deps.kv.atomic().check(entry).delete(keys.playback(p))
         .commit();
       if (!taken.ok) throw forbidden("This segment address was used already.");
-      let file: Deno.FsFile;
-      try {
-        file = await Deno.open(
-          playback.cenc ? deps.store.cencPath(id) : deps.store.fragPath(id),
-        );
-      } catch (e) {
-        if (e instanceof Deno.errors.NotFound) {
-          throw forbidden("This video is not available.");
-        }
-        throw e;
-      }
+      const file = await deps.store.open(
+        id,
+        playback.cenc ? "cenc" : "fragments",
+      );
+      if (!file) throw forbidden("This video is not available.");
       const key = await importKey(playback.key, "encrypt");
       return c.body(sealFile(file, key, playback.iv), 200, {
         "Content-Type": "application/octet-stream",
