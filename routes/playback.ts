@@ -146,16 +146,22 @@ export function playbackRoutes(deps: AppDeps) {
       const taken = await deps.kv.atomic().check(entry).delete(keys.playback(p))
         .commit();
       if (!taken.ok) throw forbidden("This segment address was used already.");
+      // The key first: nothing is open yet if it cannot be imported.
+      const key = await importKey(playback.key, "encrypt");
       const file = await deps.store.open(
         id,
         playback.cenc ? "cenc" : "fragments",
       );
       if (!file) throw forbidden("This video is not available.");
-      const key = await importKey(playback.key, "encrypt");
-      return c.body(sealFile(file, key, playback.iv), 200, {
-        "Content-Type": "application/octet-stream",
-        "Cache-Control": "private, no-store",
-        "Cross-Origin-Resource-Policy": "same-origin",
-      });
+      try {
+        return c.body(sealFile(file, key, playback.iv), 200, {
+          "Content-Type": "application/octet-stream",
+          "Cache-Control": "private, no-store",
+          "Cross-Origin-Resource-Policy": "same-origin",
+        });
+      } catch (e) {
+        file.close(); // the stream never got it
+        throw e;
+      }
     });
 }
