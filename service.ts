@@ -48,6 +48,20 @@ export const TIMINGS = {
   orphanGraceMs: 10 * 60_000,
 };
 
+/** The longest wait between two sweeps: leftovers do not wait long. */
+export const SWEEP_MAX_MS = 10 * 60_000;
+/** The shortest wait between two sweeps: a tiny retention does not spin. */
+export const SWEEP_MIN_MS = 1_000;
+
+/**
+ * How often the retention and orphan sweeps run: a quarter of the retention
+ * period, so a job outlives `RETENTION_HOURS` by at most a quarter of it,
+ * within {@link SWEEP_MIN_MS} and {@link SWEEP_MAX_MS}.
+ */
+export function sweepIntervalMs(retentionMs: number): number {
+  return Math.min(SWEEP_MAX_MS, Math.max(SWEEP_MIN_MS, retentionMs / 4));
+}
+
 export async function startService(
   config: Config,
   overrides: {
@@ -115,8 +129,7 @@ export async function startService(
       }
     };
     await sweep();
-    const every = Math.min(10 * 60_000, Math.max(1000, config.retentionMs / 4));
-    sweeper = setInterval(sweep, every);
+    sweeper = setInterval(sweep, sweepIntervalMs(config.retentionMs));
   }
 
   let draining = false;
