@@ -11,7 +11,7 @@ import {
   type Encoder,
   ensureFfmpegInstalled,
 } from "./media/clip.ts";
-import { DiskStore } from "./media/store.ts";
+import { DiskStore, type Store } from "./media/store.ts";
 import { type Clock, realClock } from "./queue/clock.ts";
 import { JobHub } from "./queue/hub.ts";
 import { keys } from "./queue/keys.ts";
@@ -48,12 +48,28 @@ export const TIMINGS = {
   orphanGraceMs: 10 * 60_000,
 };
 
+/** The longest wait between two sweeps: leftovers do not wait long. */
+export const SWEEP_MAX_MS = 10 * 60_000;
+/** The shortest wait between two sweeps: a tiny retention does not spin. */
+export const SWEEP_MIN_MS = 1_000;
+
+/**
+ * How often the retention and orphan sweeps run: a quarter of the retention
+ * period, so a job outlives `RETENTION_HOURS` by at most a quarter of it,
+ * within {@link SWEEP_MIN_MS} and {@link SWEEP_MAX_MS}.
+ */
+export function sweepIntervalMs(retentionMs: number): number {
+  return Math.min(SWEEP_MAX_MS, Math.max(SWEEP_MIN_MS, retentionMs / 4));
+}
+
 export async function startService(
   config: Config,
   overrides: {
     kv?: Deno.Kv;
     clock?: Clock;
     encoder?: Encoder;
+    /** Where uploads and videos go; a {@link DiskStore} under `DATA_DIR` by default. */
+    store?: Store;
     timings?: Partial<typeof TIMINGS>;
     onRun?: WorkerOptions["onRun"];
   } = {},
@@ -62,7 +78,7 @@ export async function startService(
   await Deno.mkdir(config.dataDir, { recursive: true });
   const kv = overrides.kv ?? await Deno.openKv(config.kvPath);
   const clock = overrides.clock ?? realClock;
-  const store = await new DiskStore(config.dataDir).init();
+  const store = overrides.store ?? await new DiskStore(config.dataDir).init();
   const key = await loadKey(kv);
   const hub = new JobHub(
     kv,
@@ -94,8 +110,8 @@ export async function startService(
     kv.listenQueue(() => w.ring()).catch(() => {/* KV closed */});
   }
 
-  // Retention and crash leftovers. With ROLE=all nobody else writes under
-  // DATA_DIR, so at start every leftover is an orphan.
+  // Retention and crash leftovers. With ROLE=all nobody else writes to the
+  // store, so at start every leftover is an orphan.
   let sweeper: ReturnType<typeof setInterval> | undefined;
   if (config.role !== "web") {
     await sweepOrphans(
@@ -113,8 +129,7 @@ export async function startService(
       }
     };
     await sweep();
-    const every = Math.min(10 * 60_000, Math.max(1000, config.retentionMs / 4));
-    sweeper = setInterval(sweep, every);
+    sweeper = setInterval(sweep, sweepIntervalMs(config.retentionMs));
   }
 
   let draining = false;

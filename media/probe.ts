@@ -6,6 +6,7 @@
  * Each format's structure is walked to its end marker, so that a truncated file
  * is refused here rather than failing later in the encoder.
  */
+import type { StoredFile } from "./store.ts";
 
 export type ImageType = "image/png" | "image/jpeg" | "image/webp";
 
@@ -89,8 +90,8 @@ export async function probeImage(src: ByteSource): Promise<ImageInfo> {
 }
 
 /** A {@link ByteSource} over an open file; the caller closes the file. */
-export async function fileSource(file: Deno.FsFile): Promise<ByteSource> {
-  const { size } = await file.stat();
+export function fileSource(file: StoredFile): ByteSource {
+  const { size } = file;
   return {
     size,
     async read(offset, length) {

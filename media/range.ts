@@ -3,6 +3,8 @@
  * ignore Range (§14.2), and this one does for multiple ranges, which no video
  * player sends: the whole file is served with 200.
  */
+import type { StoredFile } from "./store.ts";
+
 export type RangeResult =
   | { kind: "full" }
   | { kind: "partial"; start: number; end: number }
@@ -42,7 +44,7 @@ export function parseRange(
  * own readable stream after a seek; a shorter one is read in 256 KiB steps.
  */
 export async function fileRangeStream(
-  file: Deno.FsFile,
+  file: StoredFile,
   start: number,
   end: number,
   size: number,

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { putImage, STORES } from "../tests/_stores.ts";
 import { fileRangeStream, parseRange } from "./range.ts";
 
 Deno.test("parseRange follows RFC 9110 §14.1.2 for one range", () => {
@@ -58,28 +59,44 @@ Deno.test("parseRange ignores what it may ignore: none, other units, several, in
   }
 });
 
-Deno.test("fileRangeStream yields exactly the requested bytes and closes the file", async () => {
-  const dir = await Deno.makeTempDir();
-  const path = `${dir}/f`;
-  const data = Uint8Array.from({ length: 600_000 }, (_, i) => (i * 7919) % 251);
-  await Deno.writeFile(path, data);
-  const read = async (start: number, end: number) =>
-    new Uint8Array(
-      await new Response(
-        await fileRangeStream(await Deno.open(path), start, end, data.length),
-      )
-        .arrayBuffer(),
+for (const [name, make] of Object.entries(STORES)) {
+  Deno.test({
+    name:
+      `fileRangeStream (${name} store) yields exactly the requested bytes and closes the file`,
+    sanitizeResources: true, // off by default since Deno 2
+  }, async () => {
+    await using t = await make();
+    const id = "01JOB00000000000000000000A";
+    const data = Uint8Array.from(
+      { length: 600_000 },
+      (_, i) => (i * 7919) % 251,
     );
-  assert.deepEqual(await read(70_000, 350_001), data.subarray(70_000, 350_002)); // a middle part
-  assert.deepEqual(await read(599_000, 599_999), data.subarray(599_000)); // to the end
-  assert.deepEqual(await read(0, 599_999), data); // whole
-  // A stream cancelled half-way closes its file (the resource sanitizer checks).
-  for (const end of [299_999, 599_999]) {
-    const reader =
-      (await fileRangeStream(await Deno.open(path), 0, end, data.length))
+    await putImage(t.store, id, data);
+    const open = async () => (await t.store.open(id, "image"))!;
+    const read = async (start: number, end: number) => {
+      const file = await open();
+      const bytes = new Uint8Array(
+        await new Response(
+          await fileRangeStream(file, start, end, data.length),
+        ).arrayBuffer(),
+      );
+      assert.throws(() => file.close(), Deno.errors.BadResource, "closed");
+      return bytes;
+    };
+    assert.deepEqual(
+      await read(70_000, 350_001),
+      data.subarray(70_000, 350_002),
+    ); // a middle part
+    assert.deepEqual(await read(599_000, 599_999), data.subarray(599_000)); // to the end
+    assert.deepEqual(await read(0, 599_999), data); // whole
+    // A stream cancelled half-way closes its file.
+    for (const end of [299_999, 599_999]) {
+      const file = await open();
+      const reader = (await fileRangeStream(file, 0, end, data.length))
         .getReader();
-    await reader.read();
-    await reader.cancel();
-  }
-  await Deno.remove(dir, { recursive: true });
-});
+      await reader.read();
+      await reader.cancel();
+      assert.throws(() => file.close(), Deno.errors.BadResource, "closed");
+    }
+  });
+}

@@ -7,6 +7,7 @@
  * key). The page opens the records with WebCrypto before `appendBuffer`.
  */
 import { concat } from "./bytes.ts";
+import type { StoredFile } from "./store.ts";
 
 export const RECORD = 64 * 1024;
 
@@ -28,7 +29,7 @@ export function importKey(
 
 /** A stream of sealed records of an open file; closes the file when done. */
 export function sealFile(
-  file: Deno.FsFile,
+  file: StoredFile,
   key: CryptoKey,
   iv: Uint8Array,
 ): ReadableStream<Uint8Array> {

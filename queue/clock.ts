@@ -1,4 +1,4 @@
-/** Time, injected so that tests run the model's 30 s in microseconds. */
+/** Time, injected so that tests run the model's 30 s without waiting for it. */
 export interface Clock {
   /** Epoch milliseconds. */
   now(): number;

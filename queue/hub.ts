@@ -1,7 +1,8 @@
 /**
  * One KV watch per job per process, shared by all of that job's listeners
- * (DESIGN.md: 500 SSE clients each with its own watch cost 18 MB). The watch
- * stops when the last listener leaves.
+ * (DESIGN.md, "Progress travels through KV": a watch per client costs
+ * memory with every client, shared ones do not). The watch stops when the
+ * last listener leaves.
  *
  * `kv.watch` does not see writes from another process on the same file
  * (denoland/deno#21640), so a web-only process polls the same keys instead.

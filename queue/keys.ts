@@ -4,6 +4,12 @@
  * Pending jobs are keyed by (createdAt, id), so a list of the prefix returns
  * them in arrival order and a job's position is the number of keys before it.
  */
+/**
+ * The most keys one `kv.getMany` (or `kv.watch`) takes (DESIGN.md, "KV
+ * limits"): longer lists are read in batches of this size.
+ */
+export const GET_MANY_MAX = 10;
+
 export const keys = {
   /** The job record. */
   job: (id: string) => ["jobs", id] as const,

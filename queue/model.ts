@@ -5,17 +5,18 @@
  */
 import type { Encoder } from "../media/clip.ts";
 import { EncodeError } from "../media/clip.ts";
-import type { Store } from "../media/store.ts";
+import type { Store, Workspace } from "../media/store.ts";
 import { packageCenc } from "../media/cenc.ts";
 import { encodeBase64Url } from "../routes/_base64.ts";
 import type { Clock } from "./clock.ts";
+import type { JobRecord } from "./jobs.ts";
 import {
   finishJob,
-  type JobRecord,
+  type LeaseHolder,
+  type LeaseRenewal,
   releaseLease,
-  tick,
-  type TickResult,
-} from "./jobs.ts";
+  renewLease,
+} from "./lease.ts";
 
 export interface ModelDeps {
   kv: Deno.Kv;
@@ -31,7 +32,7 @@ export interface ModelDeps {
   retentionMs: number;
 }
 
-export type RunOutcome = "done" | "failed" | TickResult | "stopped";
+export type RunOutcome = "done" | "failed" | LeaseRenewal | "stopped";
 
 /** Progress after `elapsed` of `total`: one decimal, never 100 before done. */
 export function progressAt(elapsed: number, total: number): number {
@@ -48,22 +49,17 @@ export async function runJob(
   stop: AbortSignal,
 ): Promise<RunOutcome> {
   const { kv, clock, store } = deps;
+  const holder: LeaseHolder = { owner: deps.owner, jobId: job.id };
   const start = job.startedAt ?? clock.now();
   const encoderStop = new AbortController();
-  const output = store.videoTempPath(job.id);
-  const fragOutput = store.fragTempPath(job.id);
-  const discard = async () => {
-    await store.remove(output);
-    await store.remove(fragOutput);
-    await store.remove(store.cencTempPath(job.id));
-  };
+  const workspace = await store.workspace(job.id);
   type Encoded = { ok: true } | { ok: false; error: unknown };
   // Set by the encoder's promise; read by the loop (an object, so TS sees it change).
   const state: { encoded: Encoded | null } = { encoded: null };
   const encoding = deps.encoder.makeClip({
-    input: store.uploadPath(job.id),
-    output,
-    fragOutput,
+    input: workspace.input,
+    output: workspace.outputs.video,
+    fragOutput: workspace.outputs.fragments,
     width: job.image.width,
     height: job.image.height,
     orientation: job.image.orientation,
@@ -79,15 +75,19 @@ export async function runJob(
   };
 
   for (;;) {
-    if (stop.aborted) return end("stopped");
+    if (stop.aborted) {
+      // Handed back: the next run starts from 0 in a workspace of its own.
+      await end("stopped");
+      await workspace.discard();
+      return "stopped";
+    }
     const now = clock.now();
     const elapsed = now - start;
     const encoded = state.encoded;
     if (encoded && !encoded.ok) {
-      await discard();
+      await workspace.discard();
       await finishJob(kv, {
-        owner: deps.owner,
-        jobId: job.id,
+        ...holder,
         now,
         retentionMs: deps.retentionMs,
         result: { error: encodeFailure(encoded.error) },
@@ -95,18 +95,17 @@ export async function runJob(
       return "failed";
     }
     if (encoded && elapsed >= deps.modelMs) break;
-    const ticked = await tick(kv, {
-      owner: deps.owner,
-      jobId: job.id,
+    const renewal = await renewLease(kv, {
+      ...holder,
       now,
       leaseMs: deps.leaseMs,
       progress: progressAt(elapsed, deps.modelMs),
     });
-    if (ticked !== "ok") {
-      await end(ticked);
-      await discard();
-      if (ticked === "cancelled") await releaseLease(kv, deps.owner, job.id);
-      return ticked;
+    if (renewal !== "ok") {
+      await end(renewal);
+      await workspace.discard();
+      if (renewal === "cancelled") await releaseLease(kv, holder);
+      return renewal;
     }
     const left = deps.modelMs - elapsed;
     const wait = left > 0 ? Math.min(deps.tickMs, left) : deps.tickMs;
@@ -120,20 +119,17 @@ export async function runJob(
     stop.removeEventListener("abort", onStop);
   }
 
-  const clearKey = await protect(store, job.id);
-  const bytes = await store.commitVideo(job.id);
+  const clearKey = await packageClearKeyCopy(workspace, job.id);
+  const bytes = await workspace.commit();
   const kept = await finishJob(kv, {
-    owner: deps.owner,
-    jobId: job.id,
+    ...holder,
     now: clock.now(),
     retentionMs: deps.retentionMs,
     result: { video: clearKey ? { bytes, clearKey } : { bytes } },
   });
-  if (!kept) {
-    await store.remove(store.videoPath(job.id));
-    await store.remove(store.fragPath(job.id));
-    await store.remove(store.cencPath(job.id));
-  }
+  // Cancelled meanwhile: the videos go, and the image with them (the worker
+  // removes it after any ending but a lost lease).
+  if (!kept) await store.removeJob(job.id);
   return kept ? "done" : "cancelled";
 }
 
@@ -142,24 +138,30 @@ export async function runJob(
  * of its own. A clip that cannot be packaged still plays through plain Media
  * Source, so a failure here only logs.
  */
-async function protect(store: Store, id: string) {
+async function packageClearKeyCopy(workspace: Workspace, id: string) {
+  const { fragments, cenc } = workspace.outputs;
   try {
-    const keys = {
+    const clearKey = {
       kid: crypto.getRandomValues(new Uint8Array(16)),
       key: crypto.getRandomValues(new Uint8Array(16)),
     };
-    // One clip at a time, a few hundred KB: the model slot bounds this memory.
+    // One short clip at a time: the model slot bounds this memory.
     const packaged = await packageCenc(
-      await Deno.readFile(store.fragTempPath(id)),
-      keys,
+      await Deno.readFile(fragments),
+      clearKey,
     );
-    await Deno.writeFile(store.cencTempPath(id), packaged);
-    return { kid: encodeBase64Url(keys.kid), key: encodeBase64Url(keys.key) };
+    await Deno.writeFile(cenc, packaged);
+    return {
+      kid: encodeBase64Url(clearKey.kid),
+      key: encodeBase64Url(clearKey.key),
+    };
   } catch (e) {
     console.error(
       `job ${id}: no Clear Key copy (${e instanceof Error ? e.message : e})`,
     );
-    await store.remove(store.cencTempPath(id));
+    await Deno.remove(cenc).catch((e) => {
+      if (!(e instanceof Deno.errors.NotFound)) throw e; // else: not written
+    });
     return null;
   }
 }

@@ -27,18 +27,15 @@ export async function sweepExpired(
       .delete(keys.progress(id));
     if (job.value) op.delete(keys.sessionJob(job.value.session, id));
     if (!(await op.commit()).ok) continue; // changed meanwhile: next sweep
-    await store.remove(store.videoPath(id));
-    await store.remove(store.fragPath(id));
-    await store.remove(store.cencPath(id));
-    await store.remove(store.uploadPath(id));
+    await store.removeJob(id);
     removed++;
   }
   return removed;
 }
 
 /**
- * Removes files that no live job needs: an upload whose job is missing or
- * ended, a video whose job is not done, temporary files. Only files older
+ * Removes files that no live job needs: an image whose job is missing or
+ * ended, a video whose job is not done, unfinished uploads and encodes. Only files older
  * than `graceMs` are touched, so an upload or an encode in flight is safe.
  */
 export async function sweepOrphans(
@@ -48,17 +45,17 @@ export async function sweepOrphans(
   graceMs: number,
 ): Promise<number> {
   let removed = 0;
-  for await (const file of store.list()) {
-    if (now - file.mtime < graceMs) continue;
+  for await (const entry of store.entries()) {
+    if (now - entry.mtime < graceMs) continue;
     let keep = false;
-    if (file.kind !== "tmp") {
-      const job = (await kv.get<JobRecord>(keys.job(file.id))).value;
-      keep = file.kind === "upload"
+    if (entry.kind !== "partial") {
+      const job = (await kv.get<JobRecord>(keys.job(entry.id))).value;
+      keep = entry.kind === "image"
         ? job !== null && !FINAL_STATUSES.has(job.status)
         : job?.status === "done";
     }
     if (!keep) {
-      await store.remove(file.path);
+      await store.removeEntry(entry);
       removed++;
     }
   }

@@ -3,14 +3,9 @@
  * restart give the same answer: position from the pending keys, ETA from the
  * position, the model time and what is left of the running job.
  */
-import type {
-  JobError,
-  JobRecord,
-  JobStatus,
-  Lease,
-  Progress,
-} from "./jobs.ts";
+import type { JobError, JobRecord, JobStatus, Progress } from "./jobs.ts";
 import { keys } from "./keys.ts";
+import type { Lease } from "./lease.ts";
 
 export interface ApiJob {
   id: string;
@@ -86,7 +81,7 @@ export class QueueView {
   }
 }
 
-/** Seconds until the running job is done, by the model's own schedule. */
+/** Milliseconds until the running job is done, by the model's own schedule (0 when none runs). */
 export function remainingMs(
   current: Lease | null,
   modelMs: number,

@@ -5,7 +5,7 @@
  * rings, and this loop claims the oldest pending job with an atomic check.
  * A timer rings too, for KV Connect (no queue delivery) and after a crash.
  */
-import { claimNext, handBack, leaseExpiry } from "./jobs.ts";
+import { claimNext, handBack, leaseExpiry } from "./lease.ts";
 import { type ModelDeps, runJob, type RunOutcome } from "./model.ts";
 
 export interface WorkerOptions extends ModelDeps {
@@ -76,10 +76,14 @@ export class ModelWorker {
     }
     const outcome = await runJob(this.deps, job, this.#stop.signal);
     if (outcome === "stopped") {
-      await handBack(kv, this.deps.owner, job.id, clock.now());
+      await handBack(
+        kv,
+        { owner: this.deps.owner, jobId: job.id },
+        clock.now(),
+      );
     } else if (outcome !== "lost") {
       // Ended one way or another: the picture is no longer needed.
-      await this.deps.store.remove(this.deps.store.uploadPath(job.id));
+      await this.deps.store.removeImage(job.id);
     }
     this.deps.onRun?.(job.id, outcome);
   }

@@ -3,6 +3,7 @@
  * belong to the session that created them; to any other session they do not
  * exist), and opening a stored video or 403 (media, playback).
  */
+import type { FileKind, Store, StoredFile } from "../media/store.ts";
 import { getJob, type JobRecord } from "../queue/jobs.ts";
 import { forbidden, notFound } from "./errors.ts";
 
@@ -27,14 +28,13 @@ export async function ownedJob(
   return job;
 }
 
-/** Opens a stored video file, or 403 `forbidden` when it is not there (deleted, expired). */
-export async function openOrForbidden(path: string): Promise<Deno.FsFile> {
-  try {
-    return await Deno.open(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw forbidden("This video is not available.");
-    }
-    throw e;
-  }
+/** Opens a stored copy of a job's video, or 403 `forbidden` when it is not there (deleted, expired). */
+export async function openOrForbidden(
+  store: Store,
+  id: string,
+  kind: Exclude<FileKind, "image">,
+): Promise<StoredFile> {
+  const file = await store.open(id, kind);
+  if (!file) throw forbidden("This video is not available.");
+  return file;
 }

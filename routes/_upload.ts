@@ -20,6 +20,7 @@ import {
   tooLarge,
   tooMany,
 } from "./errors.ts";
+import type { Incoming } from "../media/store.ts";
 import { boundaryOf, readMultipart } from "./_multipart.ts";
 
 /** What {@link acceptUpload} reads of the app's parts. */
@@ -73,18 +74,14 @@ export async function acceptUpload(
   const body = request.body;
   if (!body) throw badRequest("The request has no body: send a picture.");
 
-  const temp = await store.createTemp(".upload");
-  const sink = new UploadSink(temp.file, config.maxUploadBytes);
+  const incoming = await store.receive();
+  const sink = new UploadSink(incoming, config.maxUploadBytes);
   let kept = false;
   try {
-    try {
-      await (multipart
-        ? receiveMultipart(body, type, sink)
-        : receiveRaw(body, sink));
-    } finally {
-      temp.file.close();
-    }
-    const info = await probeFile(temp.path);
+    await (multipart
+      ? receiveMultipart(body, type, sink)
+      : receiveRaw(body, sink));
+    const info = await probeUpload(incoming);
     const now = clock.now();
     const job: JobRecord = {
       id: newJobId(now),
@@ -98,10 +95,10 @@ export async function acceptUpload(
       error: null,
       attempts: 0,
     };
-    await store.commitUpload(temp.path, job.id);
+    await incoming.keep(job.id);
     const created = await createJob(kv, job, config.maxQueue);
     if (!created.ok) {
-      await store.remove(store.uploadPath(job.id));
+      await store.removeImage(job.id);
       throw await queueFull(deps);
     }
     kept = true;
@@ -110,7 +107,7 @@ export async function acceptUpload(
     if (e instanceof ApiError) await countRefusedBytes(kv, sink.bytes);
     throw e;
   } finally {
-    if (!kept) await store.remove(temp.path);
+    if (!kept) await incoming.discard();
   }
 }
 
@@ -125,10 +122,10 @@ async function queueFull(deps: Pick<UploadDeps, "queue" | "config" | "clock">) {
   );
 }
 
-async function probeFile(path: string) {
-  using file = await Deno.open(path);
+async function probeUpload(incoming: Incoming) {
+  using file = await incoming.open();
   try {
-    return await probeImage(await fileSource(file));
+    return await probeImage(fileSource(file));
   } catch (e) {
     if (e instanceof ProbeError) {
       throw new ApiError(
@@ -156,7 +153,7 @@ export class UploadSink {
   #head = new Uint8Array(12);
   #headLength = 0;
 
-  constructor(private readonly file: Deno.FsFile, readonly max: number) {}
+  constructor(private readonly file: Incoming, readonly max: number) {}
 
   async write(chunk: Uint8Array): Promise<void> {
     this.bytes += chunk.length;
@@ -167,9 +164,7 @@ export class UploadSink {
       this.#headLength += take.length;
       if (this.#headLength === 12) this.#checkType();
     }
-    for (let done = 0; done < chunk.length;) {
-      done += await this.file.write(chunk.subarray(done));
-    }
+    await this.file.write(chunk);
   }
 
   /** Call after the last chunk. */

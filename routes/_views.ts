@@ -1,7 +1,7 @@
 /** Builds the API's Job JSON for route handlers and the page. */
 import type { Clock } from "../queue/clock.ts";
 import type { JobRecord, Progress } from "../queue/jobs.ts";
-import { keys } from "../queue/keys.ts";
+import { GET_MANY_MAX, keys } from "../queue/keys.ts";
 import { type ApiJob, type QueueView, toApiJob } from "../queue/view.ts";
 import { claim, sign } from "./session.ts";
 
@@ -49,8 +49,8 @@ export async function viewJobs(
   if (known) queue.positions = new Map([...queue.positions, ...known]);
   const running = jobs.filter((j) => j.status === "processing");
   const progress = new Map<string, Progress | null>();
-  for (let i = 0; i < running.length; i += 10) {
-    const batch = running.slice(i, i + 10);
+  for (let i = 0; i < running.length; i += GET_MANY_MAX) {
+    const batch = running.slice(i, i + GET_MANY_MAX);
     const entries = await deps.kv.getMany<Progress[]>(
       batch.map((j) => keys.progress(j.id)),
     );

@@ -79,7 +79,7 @@ export function jobRoutes(deps: AppDeps) {
         );
       }
       // A running job's encoder has its own copy; the worker stops within a tick.
-      await store.remove(store.uploadPath(job.id));
+      await store.removeImage(job.id);
       return c.json(await view(result));
     });
 }

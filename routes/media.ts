@@ -58,7 +58,7 @@ export function mediaRoutes(
       if (video.session !== session) {
         throw forbidden("This video is not available.");
       }
-      const file = await openOrForbidden(deps.store.videoPath(id));
+      const file = await openOrForbidden(deps.store, id, "video");
       let handedOver = false;
       try {
         const size = video.bytes; // recorded when the video was put in place

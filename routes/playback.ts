@@ -87,7 +87,7 @@ export function playbackRoutes(
       const clearKey = wantsEme ? job.video?.clearKey : undefined;
       let codec = codecs.get(job.id);
       if (!codec) {
-        using file = await Deno.open(deps.store.fragPath(job.id));
+        using file = await openOrForbidden(deps.store, job.id, "fragments");
         const head = new Uint8Array(4096);
         const n = (await file.read(head)) ?? 0;
         codec = avcCodec(head.subarray(0, n)) ?? "avc1.64001f";
@@ -148,12 +148,19 @@ export function playbackRoutes(
       // The key first: a key that fails to import leaves no file open.
       const key = await importKey(playback.key, "encrypt");
       const file = await openOrForbidden(
-        playback.cenc ? deps.store.cencPath(id) : deps.store.fragPath(id),
+        deps.store,
+        id,
+        playback.cenc ? "cenc" : "fragments",
       );
-      return c.body(sealFile(file, key, playback.iv), 200, {
-        "Content-Type": "application/octet-stream",
-        "Cache-Control": "private, no-store",
-        "Cross-Origin-Resource-Policy": "same-origin",
-      });
+      try {
+        return c.body(sealFile(file, key, playback.iv), 200, {
+          "Content-Type": "application/octet-stream",
+          "Cache-Control": "private, no-store",
+          "Cross-Origin-Resource-Policy": "same-origin",
+        });
+      } catch (e) {
+        file.close(); // the stream never got it
+        throw e;
+      }
     });
 }
