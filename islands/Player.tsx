@@ -8,8 +8,8 @@
  * message instead of a player.
  */
 import { useEffect, useRef, useState } from "preact/hooks";
-import { openSealed } from "../media/seal.ts";
-import { decodeBase64Url } from "../routes/_base64.ts";
+import { openSealed } from "../shared/seal.ts";
+import { decodeBase64Url } from "../shared/base64url.ts";
 import { type Lang, t } from "./i18n.ts";
 
 interface PlaybackGrant {

@@ -6,7 +6,8 @@
  */
 import type { JSX } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { formatSize, type Lang, t } from "./i18n.ts";
+import { formatSize } from "../shared/format.ts";
+import { type Lang, t } from "./i18n.ts";
 import { checkFile, formatPercent, uploadError } from "./job_state.ts";
 
 export interface UploadFormProps {
@@ -170,7 +171,7 @@ export default function UploadForm({ maxBytes, lang }: UploadFormProps) {
         onChange={onChange}
       />
       <p class="hint">
-        {t(lang, "dropHint", { size: formatSize(maxBytes) })}
+        {t(lang, "dropHint", { size: formatSize(maxBytes, { compact: true }) })}
       </p>
       <noscript>
         <button type="submit">{t(lang, "upload")}</button>

@@ -1,24 +1,15 @@
 /**
  * The bytes of one playback, sealed with AES-256-GCM under a key made for
- * that playback alone (issue 6: "nothing useful on the wire"). The clip is
- * cut into records of at most 64 KiB, each `[u32 length][ciphertext + tag]`,
- * the nonce being the playback's 96-bit IV with the record number added to
- * its last 32 bits (NIST SP 800-38D §8.2.1: a nonce is never reused under a
- * key). The page opens the records with WebCrypto before `appendBuffer`.
+ * that playback alone (issue 6: "nothing useful on the wire"). The record
+ * format and its nonces are in shared/seal.ts, which the page uses to open
+ * the records with WebCrypto before `appendBuffer`; this is the server's
+ * half, which seals a file into those records.
  */
-import { concat } from "./bytes.ts";
+import { RECORD, recordIv } from "../shared/seal.ts";
 
-export const RECORD = 64 * 1024;
+export { openSealed, RECORD, recordIv } from "../shared/seal.ts";
 
-/** The nonce of record `n`. */
-export function recordIv(iv: Uint8Array, n: number): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(12);
-  out.set(iv.subarray(0, 12));
-  const view = new DataView(out.buffer);
-  view.setUint32(8, (view.getUint32(8) + n) >>> 0);
-  return out;
-}
-
+/** A raw AES-256-GCM key as a WebCrypto key for one use. */
 export function importKey(
   raw: Uint8Array<ArrayBuffer>,
   use: "encrypt" | "decrypt",
@@ -66,25 +57,4 @@ export function sealFile(
     },
     cancel: close,
   });
-}
-
-/** Opens every record of a sealed clip (the page does the same with WebCrypto). */
-export async function openSealed(
-  sealed: Uint8Array<ArrayBuffer>,
-  key: CryptoKey,
-  iv: Uint8Array,
-): Promise<Uint8Array<ArrayBuffer>> {
-  const parts: Uint8Array[] = [];
-  for (let at = 0, n = 0; at < sealed.length; n++) {
-    const length = new DataView(sealed.buffer, sealed.byteOffset + at, 4)
-      .getUint32(0);
-    const plain = await crypto.subtle.decrypt(
-      { name: "AES-GCM", iv: recordIv(iv, n) },
-      key,
-      sealed.subarray(at + 4, at + 4 + length),
-    );
-    parts.push(new Uint8Array(plain));
-    at += 4 + length;
-  }
-  return concat(parts);
 }

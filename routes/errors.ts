@@ -2,6 +2,8 @@
  * The contract's errors: `{"error": {"code", "message"}}` with a human
  * sentence. Routes throw {@link ApiError}; `onError` in app.ts renders it.
  */
+import { formatSize } from "../shared/format.ts";
+
 export class ApiError extends Error {
   constructor(
     readonly status: 400 | 403 | 404 | 409 | 413 | 415 | 422 | 429 | 503,
@@ -23,7 +25,7 @@ export const tooLarge = (max: number) =>
   new ApiError(
     413,
     "too_large",
-    `The image is larger than ${formatBytes(max)}; send a smaller one.`,
+    `The image is larger than ${formatSize(max)}; send a smaller one.`,
   );
 
 /** 429 with `Retry-After` in whole seconds (at least 1). */
@@ -35,9 +37,3 @@ export const tooMany = (
   new ApiError(429, code, message, {
     "Retry-After": String(Math.max(1, Math.ceil(retryAfterMs / 1000))),
   });
-
-export function formatBytes(n: number): string {
-  if (n >= 1024 * 1024) return `${+(n / 1024 / 1024).toFixed(1)} MiB`;
-  if (n >= 1024) return `${+(n / 1024).toFixed(1)} KiB`;
-  return `${n} bytes`;
-}

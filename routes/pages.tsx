@@ -9,11 +9,12 @@ import { getCookie, setCookie } from "hono/cookie";
 import type { ComponentChildren, FunctionComponent } from "preact";
 import { renderToString } from "preact-render-to-string";
 import type { AppDeps } from "../app.ts";
-import { type Lang, LANGS, pickLang, t } from "../islands/i18n.ts";
+import { type Lang, LANGS, t } from "../islands/i18n.ts";
 import JobList from "../islands/JobList.tsx";
 import UploadForm from "../islands/UploadForm.tsx";
 import { getJob, listSessionJobs } from "../queue/jobs.ts";
 import type { SessionEnv } from "./session.ts";
+import { pickLang } from "./_lang.ts";
 import { viewJobs } from "./_views.ts";
 
 const LANG_COOKIE = "img2vid_lang";

@@ -11,7 +11,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { zValidator } from "@hono/zod-validator";
 import type { AppDeps } from "../app.ts";
-import { avcCodec, mseType } from "../media/mp4.ts";
+import { AVC_HIGH_CODEC, avcCodec, mseType } from "../media/mp4.ts";
 import { importKey, sealFile } from "../media/seal.ts";
 import { getJob } from "../queue/jobs.ts";
 import { keys } from "../queue/keys.ts";
@@ -19,7 +19,7 @@ import { takeSlot } from "../queue/rate.ts";
 import { ApiError, notFound, tooMany } from "./errors.ts";
 import { type SessionEnv, sign, verify } from "./session.ts";
 import { jobIdParam } from "./_validate.ts";
-import { encodeBase64Url } from "./_base64.ts";
+import { encodeBase64Url } from "../shared/base64url.ts";
 
 /** Playbacks one session may start in a minute. */
 export const PLAYBACKS_PER_MINUTE = 30;
@@ -89,7 +89,7 @@ export function playbackRoutes(deps: AppDeps) {
         using file = await Deno.open(deps.store.fragPath(job.id));
         const head = new Uint8Array(4096);
         const n = (await file.read(head)) ?? 0;
-        codec = avcCodec(head.subarray(0, n)) ?? "avc1.64001f";
+        codec = avcCodec(head.subarray(0, n)) ?? AVC_HIGH_CODEC;
         if (codecs.size > 256) codecs.clear();
         codecs.set(job.id, codec);
       }
