@@ -30,11 +30,17 @@ export function sealFile(
     if (open) file.close();
     open = false;
   };
+  // A failed read or seal errors the stream, which then neither pulls again
+  // nor calls `cancel`: close the file here, or it stays open.
+  const fail = (e: unknown): never => {
+    close();
+    throw e;
+  };
   return new ReadableStream({
     async pull(controller) {
       let filled = 0;
       while (filled < RECORD) {
-        const got = await file.read(buf.subarray(filled));
+        const got = await file.read(buf.subarray(filled)).catch(fail);
         if (got === null) break;
         filled += got;
       }
@@ -48,7 +54,7 @@ export function sealFile(
           { name: "AES-GCM", iv: recordIv(iv, n++) },
           key,
           buf.subarray(0, filled),
-        ),
+        ).catch(fail),
       );
       const record = new Uint8Array(4 + sealed.length);
       new DataView(record.buffer).setUint32(0, sealed.length);
