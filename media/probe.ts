@@ -22,6 +22,7 @@ export interface ImageInfo {
 
 /** Why a file is refused: `unsupported_type` (415) or `invalid_image` (422). */
 export class ProbeError extends Error {
+  override name = "ProbeError";
   constructor(
     readonly code: "unsupported_type" | "invalid_image",
     message: string,
@@ -41,7 +42,13 @@ export interface ByteSource {
 }
 
 /**
- * The type from the first bytes, or null. Twelve bytes are enough for all three.
+ * How many leading bytes {@link sniffType} needs: PNG's 8-byte signature, and
+ * WebP's `RIFF` + size + `WEBP` (bytes 0-11).
+ */
+export const SNIFF_BYTES = 12;
+
+/**
+ * The type from the first {@link SNIFF_BYTES} bytes, or null.
  *
  * @example sniffType(new Uint8Array([0xff, 0xd8, 0xff, 0xe0])) // "image/jpeg"
  */
@@ -59,7 +66,7 @@ export function sniffType(head: Uint8Array): ImageType | null {
 /** Reads type, dimensions and orientation, or throws {@link ProbeError}. */
 export async function probeImage(src: ByteSource): Promise<ImageInfo> {
   const reader = new BufferedSource(src);
-  const type = sniffType(await src.read(0, 12));
+  const type = sniffType(await src.read(0, SNIFF_BYTES));
   if (!type) {
     throw new ProbeError(
       "unsupported_type",
