@@ -67,22 +67,43 @@ Deno.test({
 
     const facts = await page.evaluate(async () => {
       const v = document.querySelector("video")!;
-      const t0 = v.currentTime;
-      // Time advances: wait for a timeupdate that says so.
-      await new Promise<void>((resolve) => {
-        const on = () => {
-          if (v.currentTime === t0) return;
-          v.removeEventListener("timeupdate", on);
-          resolve();
-        };
-        v.addEventListener("timeupdate", on);
-      });
-      const advanced = v.currentTime !== t0;
+      // From a standstill, without looping, time moves only by seeking or
+      // by playing forward, so each can be seen on its own.
+      v.loop = false;
+      v.pause();
+      const from = v.currentTime;
+      // A quarter of the clip or more away from where it stood.
+      const target = from < v.duration / 2
+        ? v.duration * 0.75
+        : v.duration * 0.25;
       const seeked = new Promise((r) =>
         v.addEventListener("seeked", r, { once: true })
       );
-      v.currentTime = 0.5;
+      v.currentTime = target;
       await seeked;
+      const afterSeek = v.currentTime;
+      // Then it plays on from there: timeupdates until one shows time past
+      // the start, or the clip ends or pauses, or a deadline passes (a
+      // guard: a player that stalls sends no timeupdate at all).
+      const start = v.currentTime;
+      await v.play().catch(() => {});
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          for (const type of ["timeupdate", "ended", "pause"]) {
+            v.removeEventListener(type, on);
+          }
+          clearTimeout(guard);
+          resolve();
+        };
+        const on = (e: Event) => {
+          if (e.type !== "timeupdate" || v.currentTime > start) done();
+        };
+        for (const type of ["timeupdate", "ended", "pause"]) {
+          v.addEventListener(type, on);
+        }
+        const guard = setTimeout(done, 5_000);
+      });
+      const advanced = v.currentTime > start;
       let capture = "allowed";
       try {
         (v as HTMLVideoElement & { captureStream(): MediaStream })
@@ -105,7 +126,10 @@ Deno.test({
       return {
         src: v.currentSrc,
         advanced,
-        afterSeek: v.currentTime,
+        target,
+        afterSeek,
+        start,
+        playedTo: v.currentTime,
         frames: v.getVideoPlaybackQuality().totalVideoFrames,
         readyState: v.readyState,
         menuBlocked: menu.defaultPrevented,
@@ -123,10 +147,14 @@ Deno.test({
     assert.equal(facts.eme, true, "played through Clear Key");
     assert.equal(facts.capture, "NotSupportedError");
     assert.equal(facts.lit, false, "the canvas copy is black");
-    assert.ok(facts.advanced, "time advances");
+    // Paused, a seek lands exactly where it was asked to.
     assert.ok(
-      Math.abs(facts.afterSeek - 0.5) < 0.25 || facts.afterSeek < 1,
-      `seeked to ${facts.afterSeek}`,
+      Math.abs(facts.afterSeek - facts.target) < 0.01,
+      `asked for ${facts.target}, seeked to ${facts.afterSeek}`,
+    );
+    assert.ok(
+      facts.advanced,
+      `time advances from ${facts.start}: at ${facts.playedTo}`,
     );
     assert.ok(facts.frames > 0, "frames decoded");
     assert.ok(facts.readyState >= 3);
