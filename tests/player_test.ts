@@ -1,6 +1,6 @@
 /** Issue 6 in Chromium: the player plays and seeks from a blob: only, with no way to save. */
 import assert from "node:assert/strict";
-import type { CDPSession } from "playwright-core";
+import type { CDPSession, Page } from "playwright-core";
 import { launch, openPage, SCREENSHOTS, waitForPlaying } from "./_browser.ts";
 import { startServer } from "./_server.ts";
 
@@ -229,5 +229,98 @@ Deno.test({
     assert.match(facts.src, /^blob:/);
     assert.equal(facts.eme, false);
     assert.ok(facts.frames > 0);
+  },
+});
+
+/** Waits until the video plays or the player shows its problem; returns the problem, if any. */
+async function playsOrProblem(page: Page): Promise<string | null> {
+  await page.waitForFunction(
+    () => {
+      const v = document.querySelector("video");
+      return (v !== null && v.readyState >= 3 && v.currentTime > 0) ||
+        document.querySelector(".job p.error") !== null;
+    },
+    null,
+    { timeout: 20_000 },
+  );
+  return await page.evaluate(() =>
+    document.querySelector(".job p.error")?.textContent ?? null
+  );
+}
+
+/** The JSON bodies of the page's playback grant requests, in order. */
+function grantRequests(page: Page): unknown[] {
+  const bodies: unknown[] = [];
+  page.on("request", (r) => {
+    if (r.method() === "POST" && r.url().endsWith("/playback")) {
+      bodies.push(r.postDataJSON());
+    }
+  });
+  return bodies;
+}
+
+Deno.test({
+  name:
+    "player: where Clear Key refuses H.264 High, the clip plays through plain Media Source, on one grant",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using server = await startServer({ MODEL_DURATION_MS: "300" });
+    await using browser = await launch();
+    const context = await browser.newContext();
+
+    // A Clear Key that plays Baseline but not High, the clips' profile.
+    const refusesHigh = await context.newPage();
+    await refusesHigh.addInitScript(() => {
+      const real = navigator.requestMediaKeySystemAccess.bind(navigator);
+      const probed: string[] = [];
+      (globalThis as unknown as { probed: string[] }).probed = probed;
+      navigator.requestMediaKeySystemAccess = (system, configs) => {
+        const types = [...configs].flatMap((c) =>
+          (c.videoCapabilities ?? []).map((v) => v.contentType ?? "")
+        );
+        probed.push(...types);
+        return types.some((t) => /avc1\.64/.test(t))
+          ? Promise.reject(new DOMException("refused", "NotSupportedError"))
+          : real(system, configs);
+      };
+    });
+    const firstGrants = grantRequests(refusesHigh);
+    await openPage(refusesHigh, server.url);
+    await refusesHigh.setInputFiles(
+      'input[name="image"]',
+      new URL("./fixtures/rgb.png", import.meta.url).pathname,
+    );
+    assert.equal(await playsOrProblem(refusesHigh), null, "no error shown");
+    const first = await refusesHigh.evaluate(() => ({
+      src: document.querySelector("video")!.currentSrc,
+      eme: document.querySelector("video")!.mediaKeys !== null,
+      probed: (globalThis as unknown as { probed: string[] }).probed,
+    }));
+    assert.match(first.src, /^blob:/);
+    assert.equal(first.eme, false);
+    assert.ok(
+      first.probed.some((t) => /avc1\.64/.test(t)),
+      `probed the clips' profile: ${first.probed}`,
+    );
+    assert.deepEqual(firstGrants, [{ eme: false }], "one grant, for clear");
+
+    // A Clear Key that accepts the codec but then fails to make keys: the
+    // CENC grant is given up for a clear one, and the clip still plays.
+    const failsLater = await context.newPage();
+    await failsLater.addInitScript(() => {
+      MediaKeySystemAccess.prototype.createMediaKeys = () =>
+        Promise.reject(new DOMException("no keys", "NotSupportedError"));
+    });
+    const laterGrants = grantRequests(failsLater);
+    await failsLater.goto(server.url);
+    assert.equal(await playsOrProblem(failsLater), null, "no error shown");
+    const later = await failsLater.evaluate(() => ({
+      src: document.querySelector("video")!.currentSrc,
+      eme: document.querySelector("video")!.mediaKeys !== null,
+    }));
+    assert.match(later.src, /^blob:/);
+    assert.equal(later.eme, false);
+    assert.deepEqual(laterGrants, [{ eme: true }, { eme: false }]);
   },
 });
