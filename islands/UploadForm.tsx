@@ -11,6 +11,7 @@
  */
 import type { JSX } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
+import { IMAGE_TYPES } from "../shared/api.ts";
 import { formatSize } from "../shared/format.ts";
 import { type Lang, t } from "./i18n.ts";
 import { checkFile, formatPercent, uploadError } from "./job_state.ts";
@@ -186,7 +187,7 @@ export default function UploadForm({ maxBytes, lang }: UploadFormProps) {
         ref={input}
         type="file"
         name="image"
-        accept="image/png,image/jpeg,image/webp"
+        accept={IMAGE_TYPES.join(",")}
         multiple
         onChange={onChange}
       />

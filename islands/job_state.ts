@@ -2,7 +2,7 @@
  * The page's job state, as plain functions so that they are tested without a
  * browser. The islands only wire them to events and render the result.
  */
-import { type ApiJob, FINAL_STATUSES } from "../shared/api.ts";
+import { type ApiJob, FINAL_STATUSES, IMAGE_TYPES } from "../shared/api.ts";
 import { formatSize } from "../shared/format.ts";
 import { type Lang, t } from "./i18n.ts";
 
@@ -143,7 +143,7 @@ export function checkFile(
   file: { name: string; size: number; type: string },
   maxBytes: number,
 ): string | null {
-  if (!["image/png", "image/jpeg", "image/webp"].includes(file.type)) {
+  if (!(IMAGE_TYPES as readonly string[]).includes(file.type)) {
     return t(lang, "err_type", { name: file.name });
   }
   if (file.size > maxBytes) {

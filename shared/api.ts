@@ -5,8 +5,11 @@
  * (islands/). Types and plain data only.
  */
 
-/** The image types the service accepts, decided by their magic bytes. */
-export type ImageType = "image/png" | "image/jpeg" | "image/webp";
+/** The image types the service accepts (the server decides by magic bytes). */
+export const IMAGE_TYPES = ["image/png", "image/jpeg", "image/webp"] as const;
+
+/** One of {@link IMAGE_TYPES}. */
+export type ImageType = typeof IMAGE_TYPES[number];
 
 /** A job's life: queued → processing → done, failed or cancelled. */
 export type JobStatus =
