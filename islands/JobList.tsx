@@ -5,11 +5,11 @@
  * read-only player when done, a cancel button, and polite announcements.
  */
 import { useEffect, useRef, useState } from "preact/hooks";
+import { FINAL_STATUSES } from "../shared/api.ts";
 import { type Lang, t } from "./i18n.ts";
 import {
   type ApiJob,
   applyEvent,
-  FINAL,
   formatDuration,
   formatPercent,
   jobError,
@@ -73,7 +73,7 @@ export default function JobList(props: JobListProps) {
   }, []);
 
   // Between events the bar and the countdown move on their own, 10 times a second.
-  const live = jobs.some((j) => !FINAL.has(j.status));
+  const live = jobs.some((j) => !FINAL_STATUSES.has(j.status));
   useEffect(() => {
     if (!live) return;
     const timer = setInterval(() => setTick((n) => n + 1), 100);
@@ -163,14 +163,14 @@ function JobCard(
     onUpdate: (j: ApiJob) => void;
   },
 ) {
-  const live = !FINAL.has(job.status);
+  const live = !FINAL_STATUSES.has(job.status);
   useEffect(() => {
     if (!live) return;
     const source = new EventSource(`/api/jobs/${job.id}/events`);
     source.addEventListener("job", (e) => {
       const next = JSON.parse((e as MessageEvent).data) as ApiJob;
       onUpdate(next);
-      if (FINAL.has(next.status)) source.close();
+      if (FINAL_STATUSES.has(next.status)) source.close();
     });
     return () => source.close();
   }, [job.id, live]);

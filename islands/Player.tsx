@@ -4,12 +4,16 @@
  * Extensions (ManagedMediaSource where the browser has it, as iOS 17.1+
  * does), so the <video> only ever holds a blob: URL, revoked as soon as the
  * media source has opened. Download, picture-in-picture, remote playback and
- * the context menu are all turned off. Browsers without Media Source get a
- * message instead of a player.
+ * the context menu are all turned off. Where Clear Key EME plays the clip,
+ * the page asks for the CENC copy, which Chromium keeps from
+ * `captureStream()` and canvases; where it does not, plain Media Source
+ * plays the clear copy. Browsers without Media Source get a message instead
+ * of a player.
  */
 import { useEffect, useRef, useState } from "preact/hooks";
-import { openSealed } from "../media/seal.ts";
-import { decodeBase64Url } from "../routes/_base64.ts";
+import { decodeBase64Url } from "../shared/base64url.ts";
+import { AVC_HIGH_CODEC, mseType } from "../shared/codec.ts";
+import { openSealed } from "../shared/seal.ts";
 import { type Lang, t } from "./i18n.ts";
 
 interface PlaybackGrant {
@@ -21,7 +25,24 @@ interface PlaybackGrant {
   clearKey: { kid: string; key: string } | null;
 }
 
-/** Clear Key EME where the browser has it: may the page ask for the CENC copy? */
+/**
+ * A playback grant: a one-time segment address and its key, and the Clear
+ * Key JWK if `eme` asked for the CENC copy (routes/playback.ts).
+ */
+async function requestGrant(
+  jobId: string,
+  eme: boolean,
+): Promise<PlaybackGrant> {
+  const res = await fetch(`/api/jobs/${jobId}/playback`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ eme }),
+  });
+  if (!res.ok) throw new Error(`playback ${res.status}`);
+  return await res.json() as PlaybackGrant;
+}
+
+/** Clear Key EME for `type` (a MIME type with codecs), or null where refused. */
 async function clearKeyAccess(
   type: string,
 ): Promise<MediaKeySystemAccess | null> {
@@ -93,24 +114,32 @@ export default function Player(
     let cancelled = false;
     let url: string | null = null;
     (async () => {
-      // Ask for the Clear Key copy only if this browser can play Clear Key
-      // H.264 at all (the exact codec is known once the grant arrives).
-      const eme = await clearKeyAccess('video/mp4; codecs="avc1.42E01E"');
-      const res = await fetch(`/api/jobs/${jobId}/playback`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ eme: eme !== null }),
-      });
-      if (!res.ok) throw new Error(`playback ${res.status}`);
-      const grant = (await res.json()) as PlaybackGrant;
+      // Ask for the Clear Key copy only if Clear Key plays the clips' codec
+      // (H.264 High): each grant is one-time and counts against the rate
+      // limit, so the decision comes before the grant.
+      const probed = mseType(AVC_HIGH_CODEC);
+      const highAccess = await clearKeyAccess(probed);
+      let grant = await requestGrant(jobId, highAccess !== null);
       if (!MS.isTypeSupported(grant.type)) {
         setProblem(t(lang, "noMse"));
         return;
       }
       if (grant.clearKey) {
-        const access = await clearKeyAccess(grant.type);
-        if (!access) throw new Error("Clear Key refused this codec");
-        await attachKeys(el, access, grant.clearKey);
+        // The clip's own codec (its level follows its size) may still be refused.
+        const access = grant.type === probed
+          ? highAccess
+          : await clearKeyAccess(grant.type);
+        const keyed = access !== null &&
+          await attachKeys(el, access, grant.clearKey).then(
+            () => true,
+            () => false,
+          );
+        if (!keyed) {
+          // Plain Media Source instead, with a grant for the clear copy; the
+          // CENC grant's segment was never fetched and simply expires.
+          await el.setMediaKeys(null).catch(() => {});
+          grant = await requestGrant(jobId, false);
+        }
       }
       const key = await crypto.subtle.importKey(
         "raw",

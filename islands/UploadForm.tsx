@@ -3,10 +3,17 @@
  * the field `image`. With script: pick or drop several pictures (anywhere on
  * the page); each gets a preview, the server's limits checked first, and an
  * upload percentage; they go up one after another while more can be added.
+ *
+ * Each preview is a blob: URL that holds its picture in memory until it is
+ * revoked: the form revokes it when the item is removed or the form goes
+ * away, and hands it to the job list (which shows it beside the job) when
+ * the upload succeeds.
  */
 import type { JSX } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { formatSize, type Lang, t } from "./i18n.ts";
+import { IMAGE_TYPES } from "../shared/api.ts";
+import { formatSize } from "../shared/format.ts";
+import { type Lang, t } from "./i18n.ts";
 import { checkFile, formatPercent, uploadError } from "./job_state.ts";
 
 export interface UploadFormProps {
@@ -20,6 +27,7 @@ export const JOB_CREATED = "img2vid:job-created";
 interface Item {
   key: number;
   file: File;
+  /** A blob: URL of the file, or "" for a file refused before upload. */
   preview: string;
   state: "waiting" | "uploading" | "error";
   pct: number;
@@ -59,22 +67,35 @@ export default function UploadForm({ maxBytes, lang }: UploadFormProps) {
   const [dragging, setDragging] = useState(false);
   const busy = useRef(false);
   const input = useRef<HTMLInputElement>(null);
+  /** The previews this form still owns, to revoke when it unmounts. */
+  const owned = useRef(new Set<string>());
 
   const update = (key: number, patch: Partial<Item>) =>
     setItems((list) =>
       list.map((i) => (i.key === key ? { ...i, ...patch } : i))
     );
-  const remove = (key: number) =>
-    setItems((list) => list.filter((i) => i.key !== key));
+  /** Takes the item off the list; its preview is revoked unless `handedOver`. */
+  const remove = (item: Item, handedOver = false) => {
+    if (item.preview && owned.current.delete(item.preview) && !handedOver) {
+      URL.revokeObjectURL(item.preview);
+    }
+    setItems((list) => list.filter((i) => i.key !== item.key));
+  };
+  useEffect(() => () => {
+    for (const url of owned.current) URL.revokeObjectURL(url);
+    owned.current.clear();
+  }, []);
 
   const add = (files: Iterable<File>) => {
     const added: Item[] = [];
     for (const file of files) {
       const problem = checkFile(lang, file, maxBytes);
+      const preview = problem ? "" : URL.createObjectURL(file);
+      if (preview) owned.current.add(preview);
       added.push({
         key: nextKey++,
         file,
-        preview: problem ? "" : URL.createObjectURL(file),
+        preview,
         state: problem ? "error" : "waiting",
         pct: 0,
         message: problem,
@@ -93,12 +114,13 @@ export default function UploadForm({ maxBytes, lang }: UploadFormProps) {
     send(next.file, (pct) => update(next.key, { pct }))
       .then(({ status, body, retryAfter }) => {
         if (status === 202) {
+          // The job list shows the preview from now on, and owns it.
           dispatchEvent(
             new CustomEvent(JOB_CREATED, {
               detail: { job: body, preview: next.preview },
             }),
           );
-          remove(next.key);
+          remove(next, true);
         } else {
           update(next.key, {
             state: "error",
@@ -165,12 +187,12 @@ export default function UploadForm({ maxBytes, lang }: UploadFormProps) {
         ref={input}
         type="file"
         name="image"
-        accept="image/png,image/jpeg,image/webp"
+        accept={IMAGE_TYPES.join(",")}
         multiple
         onChange={onChange}
       />
       <p class="hint">
-        {t(lang, "dropHint", { size: formatSize(maxBytes) })}
+        {t(lang, "dropHint", { size: formatSize(maxBytes, { compact: true }) })}
       </p>
       <noscript>
         <button type="submit">{t(lang, "upload")}</button>
@@ -215,7 +237,7 @@ export default function UploadForm({ maxBytes, lang }: UploadFormProps) {
                 <button
                   type="button"
                   class="link"
-                  onClick={() => remove(item.key)}
+                  onClick={() => remove(item)}
                 >
                   {t(lang, "remove")}
                 </button>

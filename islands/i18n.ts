@@ -135,33 +135,3 @@ export function t(
     (_, k) => String(params[k] ?? `{${k}}`),
   );
 }
-
-/**
- * The language to use: an explicit choice (query or cookie) if it is one of
- * ours, else the first of ours in `Accept-Language` (RFC 9110 §12.5.4, by q).
- */
-export function pickLang(
-  choice: string | null | undefined,
-  acceptLanguage: string | null | undefined,
-): Lang {
-  if (choice && (LANGS as readonly string[]).includes(choice)) {
-    return choice as Lang;
-  }
-  const ranges = (acceptLanguage ?? "").split(",").map((part) => {
-    const [tag, ...params] = part.trim().split(";");
-    const q = params.find((p) => p.trim().startsWith("q="));
-    return { tag: tag.toLowerCase(), q: q ? Number(q.trim().slice(2)) : 1 };
-  }).filter((r) => r.tag && r.q > 0).sort((a, b) => b.q - a.q);
-  for (const { tag } of ranges) {
-    if (tag.startsWith("zh")) return "zh-CN";
-    if (tag.startsWith("en")) return "en";
-  }
-  return "en";
-}
-
-/** "5 MiB", "195 KiB": a size as the limits are stated. */
-export function formatSize(bytes: number): string {
-  if (bytes >= 1048576) return `${+(bytes / 1048576).toFixed(1)} MiB`;
-  if (bytes >= 1024) return `${Math.round(bytes / 1024)} KiB`;
-  return `${bytes} B`;
-}

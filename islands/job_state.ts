@@ -2,12 +2,11 @@
  * The page's job state, as plain functions so that they are tested without a
  * browser. The islands only wire them to events and render the result.
  */
-import type { ApiJob } from "../queue/view.ts";
-import { formatSize, type Lang, t } from "./i18n.ts";
+import { type ApiJob, FINAL_STATUSES, IMAGE_TYPES } from "../shared/api.ts";
+import { formatSize } from "../shared/format.ts";
+import { type Lang, t } from "./i18n.ts";
 
 export type { ApiJob };
-
-export const FINAL = new Set(["done", "failed", "cancelled"]);
 
 /** Adds or replaces a job, keeping the list newest first and free of duplicates. */
 export function upsertJob(jobs: ApiJob[], job: ApiJob): ApiJob[] {
@@ -32,7 +31,9 @@ export function upsertJob(jobs: ApiJob[], job: ApiJob): ApiJob[] {
  * back from a final state, nor its progress backwards while it runs.
  */
 export function applyEvent(current: ApiJob, next: ApiJob): ApiJob {
-  if (FINAL.has(current.status) && !FINAL.has(next.status)) return current;
+  if (FINAL_STATUSES.has(current.status) && !FINAL_STATUSES.has(next.status)) {
+    return current;
+  }
   if (
     current.status === "processing" && next.status === "processing" &&
     next.progress < current.progress
@@ -92,7 +93,7 @@ export function uploadError(
 ): string {
   const code = (body as { error?: { code?: unknown } })?.error?.code;
   const wait = formatDuration(lang, Number(retryAfter) || 1);
-  const size = formatSize(maxBytes);
+  const size = formatSize(maxBytes, { compact: true });
   switch (code) {
     case "bad_request":
     case "forbidden_origin":
@@ -142,13 +143,13 @@ export function checkFile(
   file: { name: string; size: number; type: string },
   maxBytes: number,
 ): string | null {
-  if (!["image/png", "image/jpeg", "image/webp"].includes(file.type)) {
+  if (!(IMAGE_TYPES as readonly string[]).includes(file.type)) {
     return t(lang, "err_type", { name: file.name });
   }
   if (file.size > maxBytes) {
     return t(lang, "err_size", {
       name: file.name,
-      size: formatSize(maxBytes),
+      size: formatSize(maxBytes, { compact: true }),
     });
   }
   return null;

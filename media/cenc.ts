@@ -9,12 +9,9 @@
  * requires, hence this: `encv` + `sinf` (`frma`, `schm`, `schi`/`tenc`) in
  * the sample entry, and `senc` + `saiz` + `saio` in every `traf`.
  */
+import { concat, decodeLatin1, encodeLatin1 } from "../shared/bytes.ts";
 
-import { concat } from "./bytes.ts";
-
-const text = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
-const typeAt = (b: Uint8Array, at: number) =>
-  String.fromCharCode(...b.subarray(at + 4, at + 8));
+const typeAt = (b: Uint8Array, at: number) => decodeLatin1(b, at + 4, 4);
 
 function u32(n: number) {
   const b = new Uint8Array(4);
@@ -26,7 +23,7 @@ function u16(n: number) {
 }
 function box(type: string, ...payload: Uint8Array[]) {
   const body = concat(payload);
-  return concat([u32(8 + body.length), text(type), body]);
+  return concat([u32(8 + body.length), encodeLatin1(type), body]);
 }
 function fullBox(
   type: string,
@@ -104,8 +101,8 @@ export async function packageCenc(
 function protectMoov(moov: Uint8Array, kid: Uint8Array): Uint8Array {
   const sinf = box(
     "sinf",
-    box("frma", text("avc1")),
-    fullBox("schm", 0, 0, text("cenc"), u32(0x00010000)),
+    box("frma", encodeLatin1("avc1")),
+    fullBox("schm", 0, 0, encodeLatin1("cenc"), u32(0x00010000)),
     box("schi", fullBox("tenc", 0, 0, new Uint8Array([0, 0, 1, 8]), kid)),
   );
   // Path: moov > trak > mdia > minf > stbl > stsd > avc1
@@ -131,7 +128,7 @@ function protectMoov(moov: Uint8Array, kid: Uint8Array): Uint8Array {
   for (const b of [{ start: 0, size: moov.length }, ...path, entry]) {
     view.setUint32(b.start, view.getUint32(b.start) + sinf.length);
   }
-  out.set(text("encv"), entry.start + 4);
+  out.set(encodeLatin1("encv"), entry.start + 4);
   return out;
 }
 

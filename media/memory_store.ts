@@ -5,7 +5,7 @@
  * encoder's workspace is on disk, in a temporary folder, because the encoder
  * reads and writes local files; an object store would do the same.
  */
-import { concat } from "./bytes.ts";
+import { concat } from "../shared/bytes.ts";
 import {
   checkId,
   type FileKind,

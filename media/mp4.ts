@@ -3,18 +3,20 @@
  * `avcC` box (ISO/IEC 14496-15 §5.3.3.1): `avc1.` + profile, constraint
  * flags and level as hex, e.g. `avc1.64001f` for High at level 3.1.
  */
+import { AVC_PREFIX } from "../shared/codec.ts";
+import { decodeLatin1 } from "../shared/bytes.ts";
+
+export { AVC_HIGH_CODEC, mseType } from "../shared/codec.ts";
+
+/** The codec string from the first `avcC` box in `head`, or null if none. */
 export function avcCodec(head: Uint8Array): string | null {
   for (let i = 4; i + 8 <= head.length; i++) {
-    if (
-      head[i] === 0x61 && head[i + 1] === 0x76 && head[i + 2] === 0x63 &&
-      head[i + 3] === 0x43
-    ) {
-      const hex = (b: number) => b.toString(16).padStart(2, "0");
-      return `avc1.${hex(head[i + 5])}${hex(head[i + 6])}${hex(head[i + 7])}`;
+    if (decodeLatin1(head, i, 4) === "avcC") {
+      // profile_idc, constraint flags, level_idc: the bytes after the version.
+      const hex = [...head.subarray(i + 5, i + 8)]
+        .map((b) => b.toString(16).padStart(2, "0")).join("");
+      return AVC_PREFIX + hex;
     }
   }
   return null;
 }
-
-/** The MIME type with codecs for `MediaSource.isTypeSupported` and `addSourceBuffer`. */
-export const mseType = (codec: string) => `video/mp4; codecs="${codec}"`;

@@ -6,9 +6,11 @@
  * Each format's structure is walked to its end marker, so that a truncated file
  * is refused here rather than failing later in the encoder.
  */
+import type { ImageType } from "../shared/api.ts";
+import { decodeLatin1 } from "../shared/bytes.ts";
 import type { StoredFile } from "./store.ts";
 
-export type ImageType = "image/png" | "image/jpeg" | "image/webp";
+export type { ImageType } from "../shared/api.ts";
 
 export interface ImageInfo {
   type: ImageType;
@@ -21,6 +23,7 @@ export interface ImageInfo {
 
 /** Why a file is refused: `unsupported_type` (415) or `invalid_image` (422). */
 export class ProbeError extends Error {
+  override name = "ProbeError";
   constructor(
     readonly code: "unsupported_type" | "invalid_image",
     message: string,
@@ -40,7 +43,13 @@ export interface ByteSource {
 }
 
 /**
- * The type from the first bytes, or null. Twelve bytes are enough for all three.
+ * How many leading bytes {@link sniffType} needs: PNG's 8-byte signature, and
+ * WebP's `RIFF` + size + `WEBP` (bytes 0-11).
+ */
+export const SNIFF_BYTES = 12;
+
+/**
+ * The type from the first {@link SNIFF_BYTES} bytes, or null.
  *
  * @example sniffType(new Uint8Array([0xff, 0xd8, 0xff, 0xe0])) // "image/jpeg"
  */
@@ -58,7 +67,7 @@ export function sniffType(head: Uint8Array): ImageType | null {
 /** Reads type, dimensions and orientation, or throws {@link ProbeError}. */
 export async function probeImage(src: ByteSource): Promise<ImageInfo> {
   const reader = new BufferedSource(src);
-  const type = sniffType(await src.read(0, 12));
+  const type = sniffType(await src.read(0, SNIFF_BYTES));
   if (!type) {
     throw new ProbeError(
       "unsupported_type",
@@ -158,13 +167,11 @@ const be32 = (b: Uint8Array, i: number) =>
 const le16 = (b: Uint8Array, i: number) => b[i] | (b[i + 1] << 8);
 const le24 = (b: Uint8Array, i: number) => le16(b, i) | (b[i + 2] << 16);
 const le32 = (b: Uint8Array, i: number) => (le24(b, i) + b[i + 3] * 2 ** 24);
-const ascii = (b: Uint8Array, i: number, n: number) =>
-  String.fromCharCode(...b.subarray(i, i + n));
 
 // PNG: signature, IHDR first, chunks to IEND (PNG spec §5.3, §11.2.2).
 async function probePng(r: BufferedSource): Promise<RawInfo> {
   const ihdr = await r.bytes(8, 25);
-  if (be32(ihdr, 0) !== 13 || ascii(ihdr, 4, 4) !== "IHDR") {
+  if (be32(ihdr, 0) !== 13 || decodeLatin1(ihdr, 4, 4) !== "IHDR") {
     throw invalid("The PNG is corrupt: it does not start with its header.");
   }
   if (crc32(ihdr.subarray(4, 21)) !== be32(ihdr, 21)) {
@@ -174,7 +181,7 @@ async function probePng(r: BufferedSource): Promise<RawInfo> {
   let offset = 33, sawData = false;
   for (;;) {
     const head = await r.bytes(offset, 8);
-    const length = be32(head, 0), kind = ascii(head, 4, 4);
+    const length = be32(head, 0), kind = decodeLatin1(head, 4, 4);
     if (offset + 12 + length > r.size) throw truncated();
     if (kind === "IDAT") sawData = true;
     if (kind === "IEND") break;
@@ -214,7 +221,7 @@ async function probeJpeg(r: BufferedSource): Promise<RawInfo> {
       frame = { height: be16(sof, 1), width: be16(sof, 3) };
     } else if (marker === 0xe1 && length >= 16 && orientation === 1) {
       const app1 = await r.bytes(body, Math.min(length - 2, 4096));
-      if (ascii(app1, 0, 6) === "Exif\0\0") {
+      if (decodeLatin1(app1, 0, 6) === "Exif\0\0") {
         orientation = exifOrientation(app1.subarray(6));
       }
     } else if (marker === 0xda) {
@@ -248,8 +255,8 @@ async function findEoi(r: BufferedSource, from: number): Promise<void> {
 /** Orientation tag 0x0112 from a TIFF block (EXIF 2.32 §4.6.4), 1 if absent. */
 export function exifOrientation(tiff: Uint8Array): number {
   if (tiff.length < 8) return 1;
-  const little = ascii(tiff, 0, 2) === "II";
-  if (!little && ascii(tiff, 0, 2) !== "MM") return 1;
+  const little = decodeLatin1(tiff, 0, 2) === "II";
+  if (!little && decodeLatin1(tiff, 0, 2) !== "MM") return 1;
   const u16 = (i: number) => little ? le16(tiff, i) : be16(tiff, i);
   const u32 = (i: number) => little ? le32(tiff, i) : be32(tiff, i);
   const ifd = u32(4);
@@ -271,7 +278,7 @@ async function probeWebp(r: BufferedSource): Promise<RawInfo> {
   const riffEnd = 8 + le32(await r.bytes(4, 4), 0);
   if (riffEnd > r.size) throw truncated();
   const first = await r.bytes(12, 8);
-  const kind = ascii(first, 0, 4);
+  const kind = decodeLatin1(first, 0, 4);
   let size: { width: number; height: number };
   if (kind === "VP8 ") {
     const b = await r.bytes(20, 10);

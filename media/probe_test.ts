@@ -11,9 +11,11 @@ const fixture = (name: string) =>
   Deno.readFile(new URL(`../tests/fixtures/${name}`, import.meta.url));
 const probe = (bytes: Uint8Array) => probeImage(bytesSource(bytes));
 
-async function refused(bytes: Uint8Array, code: string, match: RegExp) {
+/** Asserts that probing `bytes` throws a ProbeError with `code` and a matching sentence. */
+async function assertRefused(bytes: Uint8Array, code: string, match: RegExp) {
   await assert.rejects(probe(bytes), (e) => {
     assert.ok(e instanceof ProbeError);
+    assert.equal(e.name, "ProbeError");
     assert.equal(e.code, code);
     assert.match(e.message, match);
     return true;
@@ -85,17 +87,21 @@ Deno.test("probe applies EXIF orientation 6 to the reported size", async () => {
 });
 
 Deno.test("probe refuses what is not PNG, JPEG or WebP with unsupported_type", async () => {
-  await refused(
+  await assertRefused(
     await fixture("animated.gif"),
     "unsupported_type",
     /not a PNG, JPEG or WebP/,
   );
-  await refused(
+  await assertRefused(
     new TextEncoder().encode("<svg xmlns='http://www.w3.org/2000/svg'/>"),
     "unsupported_type",
     /not a PNG/,
   );
-  await refused(new Uint8Array([0x89, 0x50]), "unsupported_type", /not a PNG/);
+  await assertRefused(
+    new Uint8Array([0x89, 0x50]),
+    "unsupported_type",
+    /not a PNG/,
+  );
 });
 
 Deno.test("probe refuses truncated files of each format with invalid_image", async () => {
@@ -110,7 +116,7 @@ Deno.test("probe refuses truncated files of each format with invalid_image", asy
   ) {
     const bytes = await fixture(name);
     for (const keep of [0.5, 0.9]) {
-      await refused(
+      await assertRefused(
         bytes.subarray(0, Math.floor(bytes.length * keep)),
         "invalid_image",
         /truncated|corrupt/,
@@ -122,12 +128,12 @@ Deno.test("probe refuses truncated files of each format with invalid_image", asy
 Deno.test("probe refuses a PNG with a broken header checksum", async () => {
   const bytes = (await fixture("rgb.png")).slice();
   bytes[20] ^= 0xff; // inside IHDR: the CRC no longer matches
-  await refused(bytes, "invalid_image", /checksum/);
+  await assertRefused(bytes, "invalid_image", /checksum/);
 });
 
 Deno.test("probe refuses zero pixels and decompression bombs from the header alone", async () => {
-  await refused(pngWithSize(0, 100), "invalid_image", /no pixels/);
-  await refused(
+  await assertRefused(pngWithSize(0, 100), "invalid_image", /no pixels/);
+  await assertRefused(
     pngWithSize(50_000, 50_000),
     "invalid_image",
     /50000×50000.*40 megapixels/,
@@ -147,5 +153,5 @@ Deno.test("probe refuses an animated WebP with a sentence", async () => {
   riff[20] = 0x02;
   riff.set(enc.encode("ANIM"), 30);
   new DataView(riff.buffer).setUint32(34, 6, true);
-  await refused(riff, "invalid_image", /Animated WebP/);
+  await assertRefused(riff, "invalid_image", /Animated WebP/);
 });

@@ -1,25 +1,16 @@
 /**
  * The bytes of one playback, sealed with AES-256-GCM under a key made for
- * that playback alone (issue 6: "nothing useful on the wire"). The clip is
- * cut into records of at most 64 KiB, each `[u32 length][ciphertext + tag]`,
- * the nonce being the playback's 96-bit IV with the record number added to
- * its last 32 bits (NIST SP 800-38D §8.2.1: a nonce is never reused under a
- * key). The page opens the records with WebCrypto before `appendBuffer`.
+ * that playback alone (issue 6: "nothing useful on the wire"). The record
+ * format and its nonces are in shared/seal.ts, which the page uses to open
+ * the records with WebCrypto before `appendBuffer`; this is the server's
+ * half, which seals a file into those records.
  */
-import { concat } from "./bytes.ts";
+import { RECORD, recordIv } from "../shared/seal.ts";
 import type { StoredFile } from "./store.ts";
 
-export const RECORD = 64 * 1024;
+export { openSealed, RECORD, recordIv } from "../shared/seal.ts";
 
-/** The nonce of record `n`. */
-export function recordIv(iv: Uint8Array, n: number): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(12);
-  out.set(iv.subarray(0, 12));
-  const view = new DataView(out.buffer);
-  view.setUint32(8, (view.getUint32(8) + n) >>> 0);
-  return out;
-}
-
+/** A raw AES-256-GCM key as a WebCrypto key for one use. */
 export function importKey(
   raw: Uint8Array<ArrayBuffer>,
   use: "encrypt" | "decrypt",
@@ -40,11 +31,17 @@ export function sealFile(
     if (open) file.close();
     open = false;
   };
+  // A failed read or seal errors the stream, which then neither pulls again
+  // nor calls `cancel`: close the file here, or it stays open.
+  const fail = (e: unknown): never => {
+    close();
+    throw e;
+  };
   return new ReadableStream({
     async pull(controller) {
       let filled = 0;
       while (filled < RECORD) {
-        const got = await file.read(buf.subarray(filled));
+        const got = await file.read(buf.subarray(filled)).catch(fail);
         if (got === null) break;
         filled += got;
       }
@@ -58,7 +55,7 @@ export function sealFile(
           { name: "AES-GCM", iv: recordIv(iv, n++) },
           key,
           buf.subarray(0, filled),
-        ),
+        ).catch(fail),
       );
       const record = new Uint8Array(4 + sealed.length);
       new DataView(record.buffer).setUint32(0, sealed.length);
@@ -67,25 +64,4 @@ export function sealFile(
     },
     cancel: close,
   });
-}
-
-/** Opens every record of a sealed clip (the page does the same with WebCrypto). */
-export async function openSealed(
-  sealed: Uint8Array<ArrayBuffer>,
-  key: CryptoKey,
-  iv: Uint8Array,
-): Promise<Uint8Array<ArrayBuffer>> {
-  const parts: Uint8Array[] = [];
-  for (let at = 0, n = 0; at < sealed.length; n++) {
-    const length = new DataView(sealed.buffer, sealed.byteOffset + at, 4)
-      .getUint32(0);
-    const plain = await crypto.subtle.decrypt(
-      { name: "AES-GCM", iv: recordIv(iv, n) },
-      key,
-      sealed.subarray(at + 4, at + 4 + length),
-    );
-    parts.push(new Uint8Array(plain));
-    at += 4 + length;
-  }
-  return concat(parts);
 }

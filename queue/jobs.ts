@@ -4,27 +4,17 @@
  * handle first; multi-key changes are one atomic commit with checks, retried
  * when another writer got there first.
  */
-import type { ImageType } from "../media/probe.ts";
+import {
+  FINAL_STATUSES,
+  type ImageType,
+  type JobError,
+  type JobStatus,
+} from "../shared/api.ts";
 import { finalize } from "./_finalize.ts";
 import { GET_MANY_MAX, keys } from "./keys.ts";
 
-export type JobStatus =
-  | "queued"
-  | "processing"
-  | "done"
-  | "failed"
-  | "cancelled";
-
-export const FINAL_STATUSES: ReadonlySet<JobStatus> = new Set([
-  "done",
-  "failed",
-  "cancelled",
-]);
-
-export interface JobError {
-  code: string;
-  message: string;
-}
+export { FINAL_STATUSES };
+export type { JobError, JobStatus };
 
 /** What KV stores for a job (epoch ms times); the API view is built from it. */
 export interface JobRecord {

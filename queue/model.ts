@@ -7,7 +7,7 @@ import type { Encoder } from "../media/clip.ts";
 import { EncodeError } from "../media/clip.ts";
 import type { Store, Workspace } from "../media/store.ts";
 import { packageCenc } from "../media/cenc.ts";
-import { encodeBase64Url } from "../routes/_base64.ts";
+import { encodeBase64Url } from "../shared/base64url.ts";
 import type { Clock } from "./clock.ts";
 import type { JobRecord } from "./jobs.ts";
 import {

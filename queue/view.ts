@@ -3,23 +3,12 @@
  * restart give the same answer: position from the pending keys, ETA from the
  * position, the model time and what is left of the running job.
  */
-import type { JobError, JobRecord, JobStatus, Progress } from "./jobs.ts";
+import type { ApiJob } from "../shared/api.ts";
+import type { JobRecord, Progress } from "./jobs.ts";
 import { keys } from "./keys.ts";
 import type { Lease } from "./lease.ts";
 
-export interface ApiJob {
-  id: string;
-  status: JobStatus;
-  position: number | null;
-  progress: number;
-  etaSeconds: number | null;
-  createdAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-  image: { type: string; width: number; height: number; bytes: number };
-  video: { url: string; type: "video/mp4"; expiresAt: string } | null;
-  error: JobError | null;
-}
+export type { ApiJob } from "../shared/api.ts";
 
 /** What the position and ETA of any job depend on. */
 export interface QueueState {

@@ -12,6 +12,7 @@
  * bytes to the sink as views of that buffer, awaiting each write before it
  * reads on: no allocation per chunk.
  */
+import { encodeLatin1 } from "../shared/bytes.ts";
 import { badRequest } from "./errors.ts";
 
 /** Where file bytes go; `write` must be done with the bytes when it resolves. */
@@ -28,7 +29,6 @@ const MAX_PARTS = 20;
 const malformed = () =>
   badRequest("The body is not valid multipart/form-data.");
 const latin1 = new TextDecoder("latin1");
-const ascii = (text: string) => Uint8Array.from(text, (c) => c.charCodeAt(0));
 
 /** Where `needle` starts in `hay[from..]`, or -1. */
 export function find(hay: Uint8Array, needle: Uint8Array, from = 0): number {
@@ -114,10 +114,10 @@ export async function readMultipart(
   /** The most bytes the whole body may have; past it, `tooBig()` is thrown. */
   limit: { maxBody: number; tooBig: () => Error },
 ): Promise<void> {
-  const delimiter = ascii(`\r\n--${boundary}`);
+  const delimiter = encodeLatin1(`\r\n--${boundary}`);
   const findDelimiter = horspool(delimiter);
-  const headerEnd = ascii("\r\n\r\n");
-  const crlf = ascii("\r\n");
+  const headerEnd = encodeLatin1("\r\n\r\n");
+  const crlf = encodeLatin1("\r\n");
   let reader: ReadableStreamBYOBReader;
   try {
     reader = body.getReader({ mode: "byob" });

@@ -6,7 +6,7 @@
  * not an image, reading stops at once. Multipart bodies: `_multipart.ts`.
  */
 import { fileSource, ProbeError, probeImage } from "../media/probe.ts";
-import { sniffType } from "../media/probe.ts";
+import { SNIFF_BYTES, sniffType } from "../media/probe.ts";
 import { newJobId } from "../queue/ids.ts";
 import { createJob, type JobRecord } from "../queue/jobs.ts";
 import { keys } from "../queue/keys.ts";
@@ -150,7 +150,7 @@ export const MULTIPART_OVERHEAD = 16 * 1024;
 /** Counts, checks and writes the file's bytes. */
 export class UploadSink {
   bytes = 0;
-  #head = new Uint8Array(12);
+  #head = new Uint8Array(SNIFF_BYTES);
   #headLength = 0;
 
   constructor(private readonly file: Incoming, readonly max: number) {}
@@ -158,11 +158,11 @@ export class UploadSink {
   async write(chunk: Uint8Array): Promise<void> {
     this.bytes += chunk.length;
     if (this.bytes > this.max) throw tooLarge(this.max);
-    if (this.#headLength < 12) {
-      const take = chunk.subarray(0, 12 - this.#headLength);
+    if (this.#headLength < SNIFF_BYTES) {
+      const take = chunk.subarray(0, SNIFF_BYTES - this.#headLength);
       this.#head.set(take, this.#headLength);
       this.#headLength += take.length;
-      if (this.#headLength === 12) this.#checkType();
+      if (this.#headLength === SNIFF_BYTES) this.#checkType();
     }
     await this.file.write(chunk);
   }
@@ -170,7 +170,7 @@ export class UploadSink {
   /** Call after the last chunk. */
   finish(): void {
     if (this.bytes === 0) throw badRequest("The image is empty.");
-    if (this.#headLength < 12) this.#checkType();
+    if (this.#headLength < SNIFF_BYTES) this.#checkType();
   }
 
   #checkType() {

@@ -2,6 +2,8 @@
  * The contract's errors: `{"error": {"code", "message"}}` with a human
  * sentence. Routes throw {@link ApiError}; `onError` in app.ts renders it.
  */
+import { formatSize } from "../shared/format.ts";
+
 export class ApiError extends Error {
   override name = "ApiError";
   constructor(
@@ -40,7 +42,7 @@ export const tooLarge = (max: number) =>
   new ApiError(
     413,
     "too_large",
-    `The image is larger than ${formatBytes(max)}; send a smaller one.`,
+    `The image is larger than ${formatSize(max)}; send a smaller one.`,
   );
 
 /** 429 with `Retry-After` in whole seconds (at least 1). */
@@ -52,9 +54,3 @@ export const tooMany = (
   new ApiError(429, code, message, {
     "Retry-After": String(Math.max(1, Math.ceil(retryAfterMs / 1000))),
   });
-
-export function formatBytes(n: number): string {
-  if (n >= 1024 * 1024) return `${+(n / 1024 / 1024).toFixed(1)} MiB`;
-  if (n >= 1024) return `${+(n / 1024).toFixed(1)} KiB`;
-  return `${n} bytes`;
-}

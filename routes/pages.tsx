@@ -9,7 +9,7 @@ import { getCookie, setCookie } from "hono/cookie";
 import type { ComponentChildren, FunctionComponent } from "preact";
 import { renderToString } from "preact-render-to-string";
 import type { AppDeps } from "./deps.ts";
-import { type Lang, LANGS, pickLang, t } from "../islands/i18n.ts";
+import { type Lang, LANGS, t } from "../islands/i18n.ts";
 import JobList from "../islands/JobList.tsx";
 import UploadForm from "../islands/UploadForm.tsx";
 import { JOB_ID_SOURCE } from "../queue/ids.ts";
@@ -18,6 +18,7 @@ import { findOwnedJob } from "./_access.ts";
 import type { ApiError } from "./errors.ts";
 import { uploadError } from "../islands/job_state.ts";
 import type { SessionEnv } from "./session.ts";
+import { pickLang } from "./_lang.ts";
 import { viewJobs } from "./_views.ts";
 
 const LANG_COOKIE = "img2vid_lang";

@@ -11,7 +11,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { zValidator } from "@hono/zod-validator";
 import type { AppDeps } from "./deps.ts";
-import { avcCodec, mseType } from "../media/mp4.ts";
+import { AVC_HIGH_CODEC, avcCodec, mseType } from "../media/mp4.ts";
 import { importKey, sealFile } from "../media/seal.ts";
 import { keys } from "../queue/keys.ts";
 import { takeSlot } from "../queue/rate.ts";
@@ -20,7 +20,7 @@ import { BoundedMap } from "./_bounded_map.ts";
 import { ApiError, forbidden, tooMany } from "./errors.ts";
 import { claim, type SessionEnv, sign, verify } from "./session.ts";
 import { jobIdParam } from "./_validate.ts";
-import { encodeBase64Url } from "./_base64.ts";
+import { encodeBase64Url } from "../shared/base64url.ts";
 
 /** Playbacks one session may start in a minute. */
 export const PLAYBACKS_PER_MINUTE = 30;
@@ -90,7 +90,7 @@ export function playbackRoutes(
         using file = await openOrForbidden(deps.store, job.id, "fragments");
         const head = new Uint8Array(4096);
         const n = (await file.read(head)) ?? 0;
-        codec = avcCodec(head.subarray(0, n)) ?? "avc1.64001f";
+        codec = avcCodec(head.subarray(0, n)) ?? AVC_HIGH_CODEC;
         codecs.set(job.id, codec);
       }
       const id = encodeBase64Url(crypto.getRandomValues(new Uint8Array(16)));

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { runFfmpeg } from "../media/clip.ts";
 import { importKey, openSealed } from "../media/seal.ts";
-import { decodeBase64Url } from "../routes/_base64.ts";
+import { decodeBase64Url } from "../shared/base64url.ts";
 import { loadConfig } from "../config.ts";
 import { MemoryStore } from "../media/memory_store.ts";
 import type { Store } from "../media/store.ts";

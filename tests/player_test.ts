@@ -1,6 +1,6 @@
 /** Issue 6 in Chromium: the player plays and seeks from a blob: only, with no way to save. */
 import assert from "node:assert/strict";
-import type { CDPSession } from "playwright-core";
+import type { CDPSession, Page } from "playwright-core";
 import { launch, openPage, SCREENSHOTS, waitForPlaying } from "./_browser.ts";
 import { startServer } from "./_server.ts";
 
@@ -67,22 +67,43 @@ Deno.test({
 
     const facts = await page.evaluate(async () => {
       const v = document.querySelector("video")!;
-      const t0 = v.currentTime;
-      // Time advances: wait for a timeupdate that says so.
-      await new Promise<void>((resolve) => {
-        const on = () => {
-          if (v.currentTime === t0) return;
-          v.removeEventListener("timeupdate", on);
-          resolve();
-        };
-        v.addEventListener("timeupdate", on);
-      });
-      const advanced = v.currentTime !== t0;
+      // From a standstill, without looping, time moves only by seeking or
+      // by playing forward, so each can be seen on its own.
+      v.loop = false;
+      v.pause();
+      const from = v.currentTime;
+      // A quarter of the clip or more away from where it stood.
+      const target = from < v.duration / 2
+        ? v.duration * 0.75
+        : v.duration * 0.25;
       const seeked = new Promise((r) =>
         v.addEventListener("seeked", r, { once: true })
       );
-      v.currentTime = 0.5;
+      v.currentTime = target;
       await seeked;
+      const afterSeek = v.currentTime;
+      // Then it plays on from there: timeupdates until one shows time past
+      // the start, or the clip ends or pauses, or a deadline passes (a
+      // guard: a player that stalls sends no timeupdate at all).
+      const start = v.currentTime;
+      await v.play().catch(() => {});
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          for (const type of ["timeupdate", "ended", "pause"]) {
+            v.removeEventListener(type, on);
+          }
+          clearTimeout(guard);
+          resolve();
+        };
+        const on = (e: Event) => {
+          if (e.type !== "timeupdate" || v.currentTime > start) done();
+        };
+        for (const type of ["timeupdate", "ended", "pause"]) {
+          v.addEventListener(type, on);
+        }
+        const guard = setTimeout(done, 5_000);
+      });
+      const advanced = v.currentTime > start;
       let capture = "allowed";
       try {
         (v as HTMLVideoElement & { captureStream(): MediaStream })
@@ -105,7 +126,10 @@ Deno.test({
       return {
         src: v.currentSrc,
         advanced,
-        afterSeek: v.currentTime,
+        target,
+        afterSeek,
+        start,
+        playedTo: v.currentTime,
         frames: v.getVideoPlaybackQuality().totalVideoFrames,
         readyState: v.readyState,
         menuBlocked: menu.defaultPrevented,
@@ -123,10 +147,14 @@ Deno.test({
     assert.equal(facts.eme, true, "played through Clear Key");
     assert.equal(facts.capture, "NotSupportedError");
     assert.equal(facts.lit, false, "the canvas copy is black");
-    assert.ok(facts.advanced, "time advances");
+    // Paused, a seek lands exactly where it was asked to.
     assert.ok(
-      Math.abs(facts.afterSeek - 0.5) < 0.25 || facts.afterSeek < 1,
-      `seeked to ${facts.afterSeek}`,
+      Math.abs(facts.afterSeek - facts.target) < 0.01,
+      `asked for ${facts.target}, seeked to ${facts.afterSeek}`,
+    );
+    assert.ok(
+      facts.advanced,
+      `time advances from ${facts.start}: at ${facts.playedTo}`,
     );
     assert.ok(facts.frames > 0, "frames decoded");
     assert.ok(facts.readyState >= 3);
@@ -201,5 +229,98 @@ Deno.test({
     assert.match(facts.src, /^blob:/);
     assert.equal(facts.eme, false);
     assert.ok(facts.frames > 0);
+  },
+});
+
+/** Waits until the video plays or the player shows its problem; returns the problem, if any. */
+async function playsOrProblem(page: Page): Promise<string | null> {
+  await page.waitForFunction(
+    () => {
+      const v = document.querySelector("video");
+      return (v !== null && v.readyState >= 3 && v.currentTime > 0) ||
+        document.querySelector(".job p.error") !== null;
+    },
+    null,
+    { timeout: 20_000 },
+  );
+  return await page.evaluate(() =>
+    document.querySelector(".job p.error")?.textContent ?? null
+  );
+}
+
+/** The JSON bodies of the page's playback grant requests, in order. */
+function grantRequests(page: Page): unknown[] {
+  const bodies: unknown[] = [];
+  page.on("request", (r) => {
+    if (r.method() === "POST" && r.url().endsWith("/playback")) {
+      bodies.push(r.postDataJSON());
+    }
+  });
+  return bodies;
+}
+
+Deno.test({
+  name:
+    "player: where Clear Key refuses H.264 High, the clip plays through plain Media Source, on one grant",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using server = await startServer({ MODEL_DURATION_MS: "300" });
+    await using browser = await launch();
+    const context = await browser.newContext();
+
+    // A Clear Key that plays Baseline but not High, the clips' profile.
+    const refusesHigh = await context.newPage();
+    await refusesHigh.addInitScript(() => {
+      const real = navigator.requestMediaKeySystemAccess.bind(navigator);
+      const probed: string[] = [];
+      (globalThis as unknown as { probed: string[] }).probed = probed;
+      navigator.requestMediaKeySystemAccess = (system, configs) => {
+        const types = [...configs].flatMap((c) =>
+          (c.videoCapabilities ?? []).map((v) => v.contentType ?? "")
+        );
+        probed.push(...types);
+        return types.some((t) => /avc1\.64/.test(t))
+          ? Promise.reject(new DOMException("refused", "NotSupportedError"))
+          : real(system, configs);
+      };
+    });
+    const firstGrants = grantRequests(refusesHigh);
+    await openPage(refusesHigh, server.url);
+    await refusesHigh.setInputFiles(
+      'input[name="image"]',
+      new URL("./fixtures/rgb.png", import.meta.url).pathname,
+    );
+    assert.equal(await playsOrProblem(refusesHigh), null, "no error shown");
+    const first = await refusesHigh.evaluate(() => ({
+      src: document.querySelector("video")!.currentSrc,
+      eme: document.querySelector("video")!.mediaKeys !== null,
+      probed: (globalThis as unknown as { probed: string[] }).probed,
+    }));
+    assert.match(first.src, /^blob:/);
+    assert.equal(first.eme, false);
+    assert.ok(
+      first.probed.some((t) => /avc1\.64/.test(t)),
+      `probed the clips' profile: ${first.probed}`,
+    );
+    assert.deepEqual(firstGrants, [{ eme: false }], "one grant, for clear");
+
+    // A Clear Key that accepts the codec but then fails to make keys: the
+    // CENC grant is given up for a clear one, and the clip still plays.
+    const failsLater = await context.newPage();
+    await failsLater.addInitScript(() => {
+      MediaKeySystemAccess.prototype.createMediaKeys = () =>
+        Promise.reject(new DOMException("no keys", "NotSupportedError"));
+    });
+    const laterGrants = grantRequests(failsLater);
+    await failsLater.goto(server.url);
+    assert.equal(await playsOrProblem(failsLater), null, "no error shown");
+    const later = await failsLater.evaluate(() => ({
+      src: document.querySelector("video")!.currentSrc,
+      eme: document.querySelector("video")!.mediaKeys !== null,
+    }));
+    assert.match(later.src, /^blob:/);
+    assert.equal(later.eme, false);
+    assert.deepEqual(laterGrants, [{ eme: true }, { eme: false }]);
   },
 });

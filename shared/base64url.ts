@@ -1,4 +1,14 @@
-/** base64url without padding (RFC 4648 §5), for cookies and URL signatures. */
+// This module is browser compatible.
+/**
+ * base64url without padding (RFC 4648 §5): session cookies and URL
+ * signatures on the server, the playback key and IV in the player.
+ */
+
+/**
+ * The base64url text of `bytes`, without `=` padding.
+ *
+ * @example encodeBase64Url(new Uint8Array([251, 255])) // "-_8"
+ */
 export function encodeBase64Url(bytes: Uint8Array): string {
   let s = "";
   for (const b of bytes) s += String.fromCharCode(b);
