@@ -18,6 +18,15 @@ const schema = z.object({
   RETENTION_HOURS: z.coerce.number().positive().default(24),
   ROLE: z.enum(["web", "worker", "all"]).default("all"),
   LEASE_MS: int(500).default(3000),
+  TRUST_PROXY: int(0).default(0),
+  UPLOADS_PER_MINUTE_PER_CLIENT: int(1).default(60),
+  MAX_WAITING_PER_SESSION: int(1).default(20),
+  MAX_WAITING_PER_CLIENT: int(1).default(50),
+  MAX_UPLOADS_IN_FLIGHT: int(1).default(64),
+  MAX_UPLOADS_IN_FLIGHT_PER_CLIENT: int(1).default(8),
+  UPLOAD_IDLE_SECONDS: z.coerce.number().positive().default(15),
+  MAX_STREAMS_PER_CLIENT: int(1).default(200),
+  DATA_MAX_BYTES: int(1).default(10 * 1024 ** 3),
 });
 
 export interface Config {
@@ -33,6 +42,18 @@ export interface Config {
   role: "web" | "worker" | "all";
   /** How long a worker that stopped renewing keeps the model slot. */
   leaseMs: number;
+  /** Reverse proxies in front: which `X-Forwarded-For` entry is the client. */
+  trustProxy: number;
+  uploadsPerMinutePerClient: number;
+  maxWaitingPerSession: number;
+  maxWaitingPerClient: number;
+  maxUploadsInFlight: number;
+  maxUploadsInFlightPerClient: number;
+  /** An upload that sends no byte for this long is cut off (408). */
+  uploadIdleMs: number;
+  maxStreamsPerClient: number;
+  /** Bytes of images and videos kept under `DATA_DIR`; past it, 507. */
+  dataMaxBytes: number;
 }
 
 /** Thrown with a one-line message naming the offending variable. */
@@ -72,5 +93,14 @@ export function loadConfig(
     retentionMs: e.RETENTION_HOURS * 3_600_000,
     role: e.ROLE,
     leaseMs: e.LEASE_MS,
+    trustProxy: e.TRUST_PROXY,
+    uploadsPerMinutePerClient: e.UPLOADS_PER_MINUTE_PER_CLIENT,
+    maxWaitingPerSession: e.MAX_WAITING_PER_SESSION,
+    maxWaitingPerClient: e.MAX_WAITING_PER_CLIENT,
+    maxUploadsInFlight: e.MAX_UPLOADS_IN_FLIGHT,
+    maxUploadsInFlightPerClient: e.MAX_UPLOADS_IN_FLIGHT_PER_CLIENT,
+    uploadIdleMs: e.UPLOAD_IDLE_SECONDS * 1000,
+    maxStreamsPerClient: e.MAX_STREAMS_PER_CLIENT,
+    dataMaxBytes: e.DATA_MAX_BYTES,
   };
 }
