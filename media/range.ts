@@ -4,6 +4,7 @@
  * player sends: the whole file is served with 200.
  */
 import type { StoredFile } from "./store.ts";
+import { closingStream } from "./file_stream.ts";
 
 export type RangeResult =
   | { kind: "full" }
@@ -41,8 +42,12 @@ export function parseRange(
 /**
  * Bytes `start..end` (inclusive) of an open file as a stream that closes the
  * file when done or cancelled. A range to the end of the file is the file's
- * own readable stream after a seek; a shorter one is read in 256 KiB steps.
+ * own readable stream after a seek; a shorter one is read in
+ * {@link RANGE_CHUNK} steps.
  */
+/** How much of a partial range is read at a time. */
+export const RANGE_CHUNK = 256 * 1024;
+
 export async function fileRangeStream(
   file: StoredFile,
   start: number,
@@ -52,27 +57,12 @@ export async function fileRangeStream(
   if (start > 0) await file.seek(start, Deno.SeekMode.Start);
   if (end === size - 1) return file.readable;
   let left = end - start + 1;
-  let open = true;
-  const close = () => {
-    if (open) file.close();
-    open = false;
-  };
-  return new ReadableStream({
-    async pull(controller) {
-      const buf = new Uint8Array(Math.min(256 * 1024, left));
-      const n = left > 0 ? await file.read(buf) : null;
-      if (n === null) {
-        close();
-        controller.close();
-        return;
-      }
-      left -= n;
-      controller.enqueue(buf.subarray(0, n));
-      if (left === 0) {
-        close();
-        controller.close();
-      }
-    },
-    cancel: close,
+  return closingStream(file, async () => {
+    if (left <= 0) return null;
+    const buf = new Uint8Array(Math.min(RANGE_CHUNK, left));
+    const n = await file.read(buf);
+    if (n === null) return null;
+    left -= n;
+    return buf.subarray(0, n);
   });
 }

@@ -7,6 +7,7 @@
  */
 import { RECORD, recordIv } from "../shared/seal.ts";
 import type { StoredFile } from "./store.ts";
+import { closingStream } from "./file_stream.ts";
 
 export { openSealed, RECORD, recordIv } from "../shared/seal.ts";
 
@@ -26,42 +27,24 @@ export function sealFile(
 ): ReadableStream<Uint8Array> {
   let n = 0;
   const buf = new Uint8Array(RECORD);
-  let open = true;
-  const close = () => {
-    if (open) file.close();
-    open = false;
-  };
-  // A failed read or seal errors the stream, which then neither pulls again
-  // nor calls `cancel`: close the file here, or it stays open.
-  const fail = (e: unknown): never => {
-    close();
-    throw e;
-  };
-  return new ReadableStream({
-    async pull(controller) {
-      let filled = 0;
-      while (filled < RECORD) {
-        const got = await file.read(buf.subarray(filled)).catch(fail);
-        if (got === null) break;
-        filled += got;
-      }
-      if (filled === 0) {
-        close();
-        controller.close();
-        return;
-      }
-      const sealed = new Uint8Array(
-        await crypto.subtle.encrypt(
-          { name: "AES-GCM", iv: recordIv(iv, n++) },
-          key,
-          buf.subarray(0, filled),
-        ).catch(fail),
-      );
-      const record = new Uint8Array(4 + sealed.length);
-      new DataView(record.buffer).setUint32(0, sealed.length);
-      record.set(sealed, 4);
-      controller.enqueue(record);
-    },
-    cancel: close,
+  return closingStream(file, async () => {
+    let filled = 0;
+    while (filled < RECORD) {
+      const got = await file.read(buf.subarray(filled));
+      if (got === null) break;
+      filled += got;
+    }
+    if (filled === 0) return null;
+    const sealed = new Uint8Array(
+      await crypto.subtle.encrypt(
+        { name: "AES-GCM", iv: recordIv(iv, n++) },
+        key,
+        buf.subarray(0, filled),
+      ),
+    );
+    const record = new Uint8Array(4 + sealed.length);
+    new DataView(record.buffer).setUint32(0, sealed.length);
+    record.set(sealed, 4);
+    return record;
   });
 }
