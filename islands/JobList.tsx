@@ -6,6 +6,7 @@
  */
 import { useEffect, useRef, useState } from "preact/hooks";
 import { FINAL_STATUSES } from "../shared/api.ts";
+import { BoundedMap } from "../shared/bounded_map.ts";
 import { type Lang, t } from "./i18n.ts";
 import {
   type ApiJob,
@@ -30,8 +31,43 @@ export interface JobListProps {
   only?: string;
 }
 
-/** Previews of pictures uploaded from this tab, by job id. */
-const previews = new Map<string, string>();
+/** How many job thumbnails this tab keeps; older ones are revoked. */
+const PREVIEWS_KEPT = 100;
+/** A thumbnail's longest side, in CSS pixels at 2× density. */
+const THUMB_SIDE = 96;
+
+/**
+ * Thumbnails of pictures uploaded from this tab, by job id, each a small
+ * blob: URL: the upload form's preview holds the whole picture (up to the
+ * upload limit), so it is shrunk and revoked once the job exists.
+ */
+const previews = new BoundedMap<string, string>(
+  PREVIEWS_KEPT,
+  (url) => URL.revokeObjectURL(url),
+);
+
+/** A small copy of the picture at `url`; revokes `url` once it is drawn. */
+async function shrinkPreview(url: string): Promise<string> {
+  try {
+    const img = new Image();
+    img.src = url;
+    await img.decode();
+    const scale = Math.min(
+      1,
+      THUMB_SIDE / Math.max(img.naturalWidth, img.naturalHeight),
+    );
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.max(1, Math.round(img.naturalWidth * scale));
+    canvas.height = Math.max(1, Math.round(img.naturalHeight * scale));
+    canvas.getContext("2d")!.drawImage(img, 0, 0, canvas.width, canvas.height);
+    const blob = await new Promise<Blob | null>((r) => canvas.toBlob(r));
+    if (!blob) return url;
+    URL.revokeObjectURL(url);
+    return URL.createObjectURL(blob);
+  } catch {
+    return url; // undecodable here: keep showing the original
+  }
+}
 
 export default function JobList(props: JobListProps) {
   const { lang, modelMs } = props;
@@ -62,8 +98,18 @@ export default function JobList(props: JobListProps) {
     const onCreated = (e: Event) => {
       const { job, preview } =
         (e as CustomEvent<{ job: ApiJob; preview: string }>).detail;
-      if (preview) previews.set(job.id, preview);
       update(job);
+      if (preview) {
+        previews.set(job.id, preview);
+        shrinkPreview(preview).then((small) => {
+          if (previews.get(job.id) !== preview) { // evicted meanwhile
+            if (small !== preview) URL.revokeObjectURL(small);
+            return;
+          }
+          previews.set(job.id, small);
+          setTick((n) => n + 1); // show the small copy
+        });
+      }
     };
     addEventListener(JOB_CREATED, onCreated);
     setCanNotify(

@@ -8,7 +8,7 @@ import type { AppDeps } from "./deps.ts";
 import { fileRangeStream, parseRange } from "../media/range.ts";
 import { getJob } from "../queue/jobs.ts";
 import { openOrForbidden } from "./_access.ts";
-import { BoundedMap } from "./_bounded_map.ts";
+import { BoundedMap } from "../shared/bounded_map.ts";
 import { forbidden } from "./errors.ts";
 import { type SessionEnv, verify } from "./session.ts";
 import { jobIdParam, videoQuery } from "./_validate.ts";

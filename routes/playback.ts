@@ -16,7 +16,7 @@ import { importKey, sealFile } from "../media/seal.ts";
 import { keys } from "../queue/keys.ts";
 import { takeSlot } from "../queue/rate.ts";
 import { openOrForbidden, ownedJob } from "./_access.ts";
-import { BoundedMap } from "./_bounded_map.ts";
+import { BoundedMap } from "../shared/bounded_map.ts";
 import { ApiError, forbidden, tooMany } from "./errors.ts";
 import { claim, type SessionEnv, sign, verify } from "./session.ts";
 import { jobIdParam } from "./_validate.ts";

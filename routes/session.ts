@@ -5,7 +5,7 @@
 import type { MiddlewareHandler } from "hono";
 import { getCookie, setCookie } from "hono/cookie";
 import { decodeBase64Url, encodeBase64Url } from "../shared/base64url.ts";
-import { BoundedMap } from "./_bounded_map.ts";
+import { BoundedMap } from "../shared/bounded_map.ts";
 
 export const SESSION_COOKIE = "img2vid_session";
 

@@ -1,7 +1,7 @@
 /**
  * Issue 9, defect 4: the upload form's previews are blob: URLs, each holding
  * its picture in memory until revoked. A removed item's preview is revoked;
- * an uploaded one goes on showing in the job list.
+ * an uploaded one is swapped in the job list for a small copy and revoked.
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
@@ -10,7 +10,7 @@ import { startServer } from "./_server.ts";
 
 Deno.test({
   name:
-    "upload previews: a removed item's preview is revoked, an uploaded one stays in the job list",
+    "upload previews: a removed item's preview is revoked, an uploaded one becomes a small copy in the job list",
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
@@ -53,10 +53,25 @@ Deno.test({
     const refused = page.locator(".upload-item.error");
     await refused.locator("button").waitFor();
     const refusedPreview = await refused.locator("img").getAttribute("src");
+    const accepted = await page.locator(".upload-item img").evaluateAll(
+      (imgs, refusedSrc) =>
+        imgs.map((i) => (i as HTMLImageElement).src).filter((s) =>
+          s !== refusedSrc
+        ),
+      refusedPreview,
+    );
     await page.locator("li.job img.thumb").waitFor();
+    // The job list swaps the whole picture for a small copy.
+    await page.waitForFunction(() => {
+      const { made } = globalThis as unknown as { made: string[] };
+      const thumb = document.querySelector<HTMLImageElement>(
+        "li.job img.thumb",
+      );
+      return made.length === 3 && thumb?.src === made[2] && thumb.complete &&
+        thumb.naturalWidth > 0;
+    });
     await refused.locator("button").click();
     await refused.waitFor({ state: "detached" });
-
     const facts = await page.evaluate(() => {
       const { made, revoked } = globalThis as unknown as {
         made: string[];
@@ -69,20 +84,31 @@ Deno.test({
         made,
         revoked,
         thumb: thumb.src,
-        thumbShown: thumb.complete && thumb.naturalWidth > 0,
+        thumbSide: Math.max(thumb.naturalWidth, thumb.naturalHeight),
       };
     });
-    assert.equal(facts.made.length, 2, "one preview per accepted file");
+    assert.equal(
+      facts.made.length,
+      3,
+      "one preview per accepted file, and one small copy for the job",
+    );
     assert.ok(facts.made.includes(refusedPreview!));
     assert.ok(
       facts.revoked.includes(refusedPreview!),
       "the removed item's preview is revoked",
     );
-    assert.ok(facts.made.includes(facts.thumb));
+    const original = facts.made.find((u) =>
+      u !== refusedPreview && u !== facts.thumb
+    )!;
     assert.ok(
-      !facts.revoked.includes(facts.thumb),
-      "the uploaded picture's preview is not revoked",
+      accepted.length === 0 || accepted.includes(original),
+      "the uploaded picture's own preview",
     );
-    assert.ok(facts.thumbShown, "and the job list still shows it");
+    assert.ok(
+      facts.revoked.includes(original),
+      "the whole picture's preview is revoked once the job has its small copy",
+    );
+    assert.ok(!facts.revoked.includes(facts.thumb), "the small copy is kept");
+    assert.ok(facts.thumbSide <= 96, `a small copy (${facts.thumbSide} px)`);
   },
 });

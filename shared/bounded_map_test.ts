@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { BoundedMap } from "./_bounded_map.ts";
+import { BoundedMap } from "./bounded_map.ts";
 
 Deno.test("BoundedMap keeps at most max entries, forgetting the oldest", () => {
   const m = new BoundedMap<number, string>(3);
@@ -13,4 +13,11 @@ Deno.test("BoundedMap: replacing a key evicts nothing", () => {
   m.set("a", 1).set("b", 2).set("a", 3);
   assert.deepEqual([...m.entries()], [["a", 3], ["b", 2]]);
   assert.throws(() => new BoundedMap(0), RangeError);
+});
+
+Deno.test("BoundedMap hands each evicted value to onEvict", () => {
+  const evicted: string[] = [];
+  const m = new BoundedMap<number, string>(2, (v) => evicted.push(v));
+  m.set(1, "a").set(2, "b").set(2, "B").set(3, "c");
+  assert.deepEqual(evicted, ["a"]);
 });
