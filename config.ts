@@ -57,7 +57,9 @@ export interface Config {
 }
 
 /** Thrown with a one-line message naming the offending variable. */
-export class ConfigError extends Error {}
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
 
 /**
  * Reads the configuration from `env` (by default the process environment).

@@ -5,11 +5,10 @@
  * read-only player when done, a cancel button, and polite announcements.
  */
 import { useEffect, useRef, useState } from "preact/hooks";
-import { FINAL_STATUSES } from "../shared/api.ts";
+import { type ApiJob, FINAL_STATUSES } from "../shared/api.ts";
 import { BoundedMap } from "../shared/bounded_map.ts";
 import { type Lang, t } from "./i18n.ts";
 import {
-  type ApiJob,
   applyEvent,
   formatDuration,
   formatPercent,

@@ -6,8 +6,6 @@ import { type ApiJob, FINAL_STATUSES, IMAGE_TYPES } from "../shared/api.ts";
 import { formatSize } from "../shared/format.ts";
 import { type Lang, t } from "./i18n.ts";
 
-export type { ApiJob };
-
 /** Adds or replaces a job, keeping the list newest first and free of duplicates. */
 export function upsertJob(jobs: ApiJob[], job: ApiJob): ApiJob[] {
   const rest = jobs.filter((j) => j.id !== job.id);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { t } from "./i18n.ts";
+import type { ApiJob } from "../shared/api.ts";
 import {
-  type ApiJob,
   applyEvent,
   checkFile,
   formatDuration,

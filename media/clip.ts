@@ -28,6 +28,7 @@ export interface Encoder {
 }
 
 export class EncodeError extends Error {
+  override name = "EncodeError";
   constructor(
     readonly code: "encode_failed" | "encode_timeout" | "encode_aborted",
     message: string,

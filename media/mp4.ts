@@ -6,7 +6,12 @@
 import { AVC_PREFIX } from "../shared/codec.ts";
 import { decodeLatin1 } from "../shared/bytes.ts";
 
-export { AVC_HIGH_CODEC, mseType } from "../shared/codec.ts";
+/**
+ * How much of a fragmented MP4 to read for {@link avcCodec}: with
+ * `empty_moov` the `moov` (and its `avcC`) comes first and is a few hundred
+ * bytes for one video track.
+ */
+export const CODEC_HEAD_BYTES = 4096;
 
 /** The codec string from the first `avcC` box in `head`, or null if none. */
 export function avcCodec(head: Uint8Array): string | null {

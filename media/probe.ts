@@ -10,8 +10,6 @@ import type { ImageType } from "../shared/api.ts";
 import { decodeLatin1 } from "../shared/bytes.ts";
 import type { StoredFile } from "./store.ts";
 
-export type { ImageType } from "../shared/api.ts";
-
 export interface ImageInfo {
   type: ImageType;
   /** As displayed: EXIF orientation 5-8 swaps the stored width and height. */
@@ -31,6 +29,12 @@ export class ProbeError extends Error {
     super(message);
   }
 }
+
+/**
+ * How much of a JPEG's APP1 segment is read for the EXIF orientation: the
+ * IFD0 entry sits near the start; the rest (thumbnail, maker notes) is skipped.
+ */
+const EXIF_HEAD_BYTES = 4096;
 
 /** The largest image the model accepts, in pixels. */
 export const MAX_PIXELS = 40_000_000;
@@ -220,7 +224,7 @@ async function probeJpeg(r: BufferedSource): Promise<RawInfo> {
       const sof = await r.bytes(body, 5);
       frame = { height: be16(sof, 1), width: be16(sof, 3) };
     } else if (marker === 0xe1 && length >= 16 && orientation === 1) {
-      const app1 = await r.bytes(body, Math.min(length - 2, 4096));
+      const app1 = await r.bytes(body, Math.min(length - 2, EXIF_HEAD_BYTES));
       if (decodeLatin1(app1, 0, 6) === "Exif\0\0") {
         orientation = exifOrientation(app1.subarray(6));
       }

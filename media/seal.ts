@@ -9,8 +9,6 @@ import { RECORD, recordIv } from "../shared/seal.ts";
 import type { StoredFile } from "./store.ts";
 import { closingStream } from "./file_stream.ts";
 
-export { openSealed, RECORD, recordIv } from "../shared/seal.ts";
-
 /** A raw AES-256-GCM key as a WebCrypto key for one use. */
 export function importKey(
   raw: Uint8Array<ArrayBuffer>,

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { importKey, openSealed, RECORD, sealFile } from "./seal.ts";
+import { openSealed, RECORD } from "../shared/seal.ts";
+import { importKey, sealFile } from "./seal.ts";
 
 /** A file opened as the disk store opens one: the FsFile with its size. */
 async function openStored(path: string) {

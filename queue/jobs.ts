@@ -11,10 +11,8 @@ import {
   type JobStatus,
 } from "../shared/api.ts";
 import { finalize } from "./_finalize.ts";
-import { GET_MANY_MAX, keys } from "./keys.ts";
-
-export { FINAL_STATUSES };
-export type { JobError, JobStatus };
+import { getAll } from "./_kv.ts";
+import { keys } from "./keys.ts";
 
 /** What KV stores for a job (epoch ms times); the API view is built from it. */
 export interface JobRecord {
@@ -99,11 +97,14 @@ export async function getJob(
   return (await kv.get<JobRecord>(keys.job(id))).value;
 }
 
+/** How many of a session's jobs the page and `GET /api/jobs` list. */
+export const SESSION_JOBS_LISTED = 100;
+
 /** A session's jobs, newest first (ids sort by creation time). */
 export async function listSessionJobs(
   kv: Deno.Kv,
   session: string,
-  limit = 100,
+  limit = SESSION_JOBS_LISTED,
 ): Promise<JobRecord[]> {
   const ids = [];
   const iter = kv.list<string>({ prefix: keys.sessionJobs(session) }, {
@@ -111,14 +112,17 @@ export async function listSessionJobs(
     limit,
   });
   for await (const entry of iter) ids.push(entry.value);
-  const jobs: JobRecord[] = [];
-  for (let i = 0; i < ids.length; i += GET_MANY_MAX) {
-    const entries = await kv.getMany<JobRecord[]>(
-      ids.slice(i, i + GET_MANY_MAX).map(keys.job),
-    );
-    for (const e of entries) if (e.value) jobs.push(e.value);
-  }
-  return jobs;
+  const entries = await getAll<JobRecord>(kv, ids.map(keys.job));
+  return entries.flatMap((e) => e.value ? [e.value] : []);
+}
+
+/** The progress of each of `ids` (null where none is recorded). */
+export async function getProgress(
+  kv: Deno.Kv,
+  ids: readonly string[],
+): Promise<Map<string, Progress | null>> {
+  const entries = await getAll<Progress>(kv, ids.map(keys.progress));
+  return new Map(ids.map((id, i) => [id, entries[i].value]));
 }
 
 /**

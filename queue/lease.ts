@@ -11,7 +11,8 @@
  * what callers pass around.
  */
 import { finalize } from "./_finalize.ts";
-import type { JobError, JobRecord, VideoInfo } from "./jobs.ts";
+import type { JobError } from "../shared/api.ts";
+import type { JobRecord, VideoInfo } from "./jobs.ts";
 import { keys } from "./keys.ts";
 
 /** The model slot. Only the holder of an unexpired lease runs the model. */

@@ -5,7 +5,8 @@
  * a grace period that covers that window.
  */
 import type { Store } from "../media/store.ts";
-import { FINAL_STATUSES, type JobRecord } from "./jobs.ts";
+import { FINAL_STATUSES } from "../shared/api.ts";
+import type { JobRecord } from "./jobs.ts";
 import { keys } from "./keys.ts";
 
 /** Deletes jobs that ended more than `retentionMs` ago, with their files. */

@@ -8,8 +8,6 @@ import type { JobRecord, Progress } from "./jobs.ts";
 import { keys } from "./keys.ts";
 import type { Lease } from "./lease.ts";
 
-export type { ApiJob } from "../shared/api.ts";
-
 /** What the position and ETA of any job depend on. */
 export interface QueueState {
   /** Changes whenever a job joins or leaves the line. */

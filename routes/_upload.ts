@@ -9,7 +9,7 @@ import { fileSource, ProbeError, probeImage } from "../media/probe.ts";
 import { SNIFF_BYTES, sniffType } from "../media/probe.ts";
 import { newJobId } from "../queue/ids.ts";
 import { createJob, type JobRecord } from "../queue/jobs.ts";
-import { keys } from "../queue/keys.ts";
+import { countRefusedBytes } from "../queue/stats.ts";
 import { takeSlot } from "../queue/rate.ts";
 import { remainingMs } from "../queue/view.ts";
 import type { AppDeps } from "./deps.ts";
@@ -136,12 +136,6 @@ async function probeUpload(incoming: Incoming) {
     }
     throw e;
   }
-}
-
-/** Adds a refused upload's bytes to the `/metrics` counter. */
-function countRefusedBytes(kv: Deno.Kv, bytes: number) {
-  return kv.atomic().sum(keys.stat("upload_bytes_refused"), BigInt(bytes))
-    .commit();
 }
 
 /** Room for the multipart boundary and part headers around the file. */

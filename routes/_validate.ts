@@ -6,6 +6,7 @@ import { zValidator } from "@hono/zod-validator";
 import { z } from "zod";
 import { JOB_ID } from "../queue/ids.ts";
 import { forbidden, notFound } from "./errors.ts";
+import { RANDOM_ID, SIGNATURE } from "./session.ts";
 
 /** A job id as `newJobId` makes them; anything else cannot exist: 404. */
 export const jobIdParam = zValidator(
@@ -21,11 +22,24 @@ export const videoQuery = zValidator(
   "query",
   z.object({
     exp: z.coerce.number().int().positive(),
-    sig: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
+    sig: z.string().regex(SIGNATURE),
   }),
   (result) => {
     if (!result.success) {
       throw forbidden("This video address is not valid.");
     }
+  },
+);
+
+/** A playback segment's one-time signed query; anything malformed: 403. */
+export const segmentQuery = zValidator(
+  "query",
+  z.object({
+    p: z.string().regex(RANDOM_ID),
+    exp: z.coerce.number().int().positive(),
+    sig: z.string().regex(SIGNATURE),
+  }),
+  (result) => {
+    if (!result.success) throw forbidden("This segment address is not valid.");
   },
 );

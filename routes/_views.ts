@@ -1,8 +1,8 @@
 /** Builds the API's Job JSON for route handlers and the page. */
 import type { Clock } from "../queue/clock.ts";
-import type { JobRecord, Progress } from "../queue/jobs.ts";
-import { GET_MANY_MAX, keys } from "../queue/keys.ts";
-import { type ApiJob, type QueueView, toApiJob } from "../queue/view.ts";
+import { getProgress, type JobRecord, type Progress } from "../queue/jobs.ts";
+import { type QueueView, toApiJob } from "../queue/view.ts";
+import type { ApiJob } from "../shared/api.ts";
 import { claim, sign } from "./session.ts";
 
 export interface ViewDeps {
@@ -47,15 +47,10 @@ export async function viewJobs(
   );
   const queue = await deps.queue.state(needsLine);
   if (known) queue.positions = new Map([...queue.positions, ...known]);
-  const running = jobs.filter((j) => j.status === "processing");
-  const progress = new Map<string, Progress | null>();
-  for (let i = 0; i < running.length; i += GET_MANY_MAX) {
-    const batch = running.slice(i, i + GET_MANY_MAX);
-    const entries = await deps.kv.getMany<Progress[]>(
-      batch.map((j) => keys.progress(j.id)),
-    );
-    batch.forEach((j, k) => progress.set(j.id, entries[k].value));
-  }
+  const progress = await getProgress(
+    deps.kv,
+    jobs.filter((j) => j.status === "processing").map((j) => j.id),
+  );
   const now = deps.clock.now();
   return Promise.all(jobs.map(async (job) =>
     toApiJob(job, {

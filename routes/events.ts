@@ -11,8 +11,8 @@
 import { Hono } from "hono";
 import type { AppDeps } from "./deps.ts";
 import type { JobSnapshot } from "../queue/hub.ts";
-import { FINAL_STATUSES, type JobRecord } from "../queue/jobs.ts";
-import type { ApiJob } from "../queue/view.ts";
+import type { JobRecord } from "../queue/jobs.ts";
+import { type ApiJob, FINAL_STATUSES } from "../shared/api.ts";
 import { ownedJob } from "./_access.ts";
 import type { SessionEnv } from "./session.ts";
 import { jobIdParam } from "./_validate.ts";

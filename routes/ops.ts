@@ -1,28 +1,20 @@
 /** `GET /healthz` and `GET /metrics` (Prometheus text format 0.0.4). */
 import { Hono } from "hono";
 import type { AppDeps } from "./deps.ts";
-import { keys } from "../queue/keys.ts";
+import { pingStore, readStats } from "../queue/stats.ts";
 
 export function opsRoutes(deps: Pick<AppDeps, "kv" | "queue" | "hub">) {
   return new Hono()
     .get("/healthz", async (c) => {
       try {
-        await deps.kv.get(keys.depth());
+        await pingStore(deps.kv);
         return c.json({ ok: true });
       } catch {
         return c.json({ ok: false }, 503);
       }
     })
     .get("/metrics", async (c) => {
-      const stats = [
-        "jobs_done",
-        "jobs_failed",
-        "jobs_cancelled",
-        "model_busy_ms",
-        "upload_bytes_refused",
-      ];
-      const entries = await deps.kv.getMany<Deno.KvU64[]>(stats.map(keys.stat));
-      const n = (i: number) => Number(entries[i].value?.value ?? 0n);
+      const stats = await readStats(deps.kv);
       const { depth, current } = await deps.queue.state(false);
       const lines = [
         "# HELP img2vid_queue_depth Jobs waiting for the model (the running one not counted).",
@@ -33,15 +25,15 @@ export function opsRoutes(deps: Pick<AppDeps, "kv" | "queue" | "hub">) {
         `img2vid_model_busy ${current ? 1 : 0}`,
         "# HELP img2vid_jobs_total Jobs by final state.",
         "# TYPE img2vid_jobs_total counter",
-        `img2vid_jobs_total{state="done"} ${n(0)}`,
-        `img2vid_jobs_total{state="failed"} ${n(1)}`,
-        `img2vid_jobs_total{state="cancelled"} ${n(2)}`,
+        `img2vid_jobs_total{state="done"} ${stats.jobs_done}`,
+        `img2vid_jobs_total{state="failed"} ${stats.jobs_failed}`,
+        `img2vid_jobs_total{state="cancelled"} ${stats.jobs_cancelled}`,
         "# HELP img2vid_model_busy_seconds_total Time the model spent on jobs that ended.",
         "# TYPE img2vid_model_busy_seconds_total counter",
-        `img2vid_model_busy_seconds_total ${n(3) / 1000}`,
+        `img2vid_model_busy_seconds_total ${stats.model_busy_ms / 1000}`,
         "# HELP img2vid_upload_refused_bytes_total Bytes received in uploads that were refused.",
         "# TYPE img2vid_upload_refused_bytes_total counter",
-        `img2vid_upload_refused_bytes_total ${n(4)}`,
+        `img2vid_upload_refused_bytes_total ${stats.upload_bytes_refused}`,
         "# HELP img2vid_sse_clients Open event streams in this process.",
         "# TYPE img2vid_sse_clients gauge",
         `img2vid_sse_clients ${deps.hub.listeners}`,

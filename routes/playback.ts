@@ -9,17 +9,21 @@
  */
 import { Hono } from "hono";
 import { z } from "zod";
-import { zValidator } from "@hono/zod-validator";
 import type { AppDeps } from "./deps.ts";
-import { AVC_HIGH_CODEC, avcCodec, mseType } from "../media/mp4.ts";
+import { avcCodec, CODEC_HEAD_BYTES } from "../media/mp4.ts";
+import { AVC_HIGH_CODEC, mseType } from "../shared/codec.ts";
 import { importKey, sealFile } from "../media/seal.ts";
-import { keys } from "../queue/keys.ts";
+import {
+  type Playback,
+  savePlayback,
+  takePlayback,
+} from "../queue/playbacks.ts";
 import { takeSlot } from "../queue/rate.ts";
 import { openOrForbidden, ownedJob } from "./_access.ts";
 import { BoundedMap } from "../shared/bounded_map.ts";
 import { ApiError, forbidden, tooMany } from "./errors.ts";
-import { claim, type SessionEnv, sign, verify } from "./session.ts";
-import { jobIdParam } from "./_validate.ts";
+import { claim, randomId, type SessionEnv, sign, verify } from "./session.ts";
+import { jobIdParam, segmentQuery } from "./_validate.ts";
 import { encodeBase64Url } from "../shared/base64url.ts";
 
 /** Playbacks one session may start in a minute. */
@@ -27,32 +31,11 @@ export const PLAYBACKS_PER_MINUTE = 30;
 /** How long a segment address works. */
 export const SEGMENT_TTL_MS = 60_000;
 
-interface Playback {
-  jobId: string;
-  session: string;
-  key: Uint8Array<ArrayBuffer>;
-  iv: Uint8Array<ArrayBuffer>;
-  /** Serve the CENC copy (Clear Key EME) rather than the clear fragments. */
-  cenc: boolean;
-}
-
 /** `{"eme": true}` asks for the Clear Key copy when the browser can play it. */
 const grantBody = z.object({ eme: z.boolean().optional() }).catch({});
 
 /** Done videos' codec strings remembered (a done video never changes). */
 const CODECS_KEPT = 256;
-
-const segmentQuery = zValidator(
-  "query",
-  z.object({
-    p: z.string().regex(/^[A-Za-z0-9_-]{22}$/),
-    exp: z.coerce.number().int().positive(),
-    sig: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
-  }),
-  (result) => {
-    if (!result.success) throw forbidden("This segment address is not valid.");
-  },
-);
 
 export function playbackRoutes(
   deps: Pick<AppDeps, "kv" | "clock" | "key" | "store">,
@@ -88,12 +71,12 @@ export function playbackRoutes(
       let codec = codecs.get(job.id);
       if (!codec) {
         using file = await openOrForbidden(deps.store, job.id, "fragments");
-        const head = new Uint8Array(4096);
+        const head = new Uint8Array(CODEC_HEAD_BYTES);
         const n = (await file.read(head)) ?? 0;
         codec = avcCodec(head.subarray(0, n)) ?? AVC_HIGH_CODEC;
         codecs.set(job.id, codec);
       }
-      const id = encodeBase64Url(crypto.getRandomValues(new Uint8Array(16)));
+      const id = randomId();
       const playback: Playback = {
         jobId: job.id,
         session,
@@ -102,9 +85,7 @@ export function playbackRoutes(
         cenc: clearKey !== undefined,
       };
       const exp = now + SEGMENT_TTL_MS;
-      await deps.kv.set(keys.playback(id), playback, {
-        expireIn: 2 * SEGMENT_TTL_MS,
-      });
+      await savePlayback(deps.kv, id, playback, 2 * SEGMENT_TTL_MS);
       const sig = await sign(
         deps.key,
         "segment",
@@ -136,15 +117,9 @@ export function playbackRoutes(
       if (!await verify(deps.key, "segment", claim(id, session, p, exp), sig)) {
         throw forbidden("This segment address is not yours.");
       }
-      // One fetch per playback: the record is taken in the same commit that checks it.
-      const entry = await deps.kv.get<Playback>(keys.playback(p));
-      const playback = entry.value;
-      if (!playback || playback.session !== session || playback.jobId !== id) {
-        throw forbidden("This segment address was used already.");
-      }
-      const taken = await deps.kv.atomic().check(entry).delete(keys.playback(p))
-        .commit();
-      if (!taken.ok) throw forbidden("This segment address was used already.");
+      // One fetch per playback: the grant is taken in the commit that checks it.
+      const playback = await takePlayback(deps.kv, p, session, id);
+      if (!playback) throw forbidden("This segment address was used already.");
       // The key first: a key that fails to import leaves no file open.
       const key = await importKey(playback.key, "encrypt");
       const file = await openOrForbidden(

@@ -22,6 +22,14 @@ export function importSecret(raw: Uint8Array<ArrayBuffer>): Promise<CryptoKey> {
   );
 }
 
+/** A random id (sessions, playbacks): 128 bits, base64url. */
+export const randomId = (): string =>
+  encodeBase64Url(crypto.getRandomValues(new Uint8Array(16)));
+/** What {@link randomId} makes: 22 base64url characters. */
+export const RANDOM_ID = /^[A-Za-z0-9_-]{22}$/;
+/** What {@link sign} makes: an HMAC-SHA256 in 43 base64url characters. */
+export const SIGNATURE = /^[A-Za-z0-9_-]{43}$/;
+
 /**
  * What a signature covers: its parts joined with ":" (ids, sessions and
  * times never contain one), e.g. `claim(jobId, session, exp)`.
@@ -71,13 +79,13 @@ export function session(key: CryptoKey): MiddlewareHandler<SessionEnv> {
     if (verified.has(cookie)) {
       c.set("session", verified.get(cookie)!);
     } else if (
-      id && mac && /^[A-Za-z0-9_-]{22}$/.test(id) &&
+      id && mac && RANDOM_ID.test(id) &&
       await verify(key, "session", id, mac)
     ) {
       verified.set(cookie, id);
       c.set("session", id);
     } else {
-      const fresh = encodeBase64Url(crypto.getRandomValues(new Uint8Array(16)));
+      const fresh = randomId();
       c.set("session", fresh);
       setCookie(
         c,

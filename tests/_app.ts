@@ -6,6 +6,7 @@
  * (crash, signals, roles, the browser) uses `_server.ts`.
  */
 import { loadConfig } from "../config.ts";
+import type { Store } from "../media/store.ts";
 import type { Clock } from "../queue/clock.ts";
 import { type Service, startService } from "../service.ts";
 import { FakeEncoder } from "./_fakes.ts";
@@ -24,13 +25,18 @@ export const APP_ORIGIN = "http://img2vid.test";
 
 export async function startApp(
   env: Record<string, string> = {},
-  opts: { clock?: Clock; encoder?: FakeEncoder } = {},
+  opts: { clock?: Clock; encoder?: FakeEncoder; store?: Store } = {},
 ): Promise<TestApp> {
   const dataDir = await Deno.makeTempDir({ prefix: "img2vid-app-" });
   const encoder = opts.encoder ?? new FakeEncoder();
   const service = await startService(
     loadConfig({ DATA_DIR: dataDir, MODEL_DURATION_MS: "1000", ...env }),
-    { kv: await Deno.openKv(":memory:"), clock: opts.clock, encoder },
+    {
+      kv: await Deno.openKv(":memory:"),
+      clock: opts.clock,
+      encoder,
+      store: opts.store,
+    },
   );
   const app = service.app!;
   return {

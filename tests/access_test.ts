@@ -1,10 +1,10 @@
 /**
- * Ownership, the read-only video address and byte ranges (in process, with
- * `createApp`), cancel and operations (the real server).
+ * Ownership, the read-only video address, byte ranges, cancel, operations and
+ * the page's headers, in process (`createApp` through `tests/_app.ts`).
  */
 import assert from "node:assert/strict";
 import { startApp } from "./_app.ts";
-import { type ApiJobLike, Client, fixture, startServer } from "./_server.ts";
+import { type ApiJobLike, type Client, fixture } from "./_server.ts";
 
 Deno.test("jobs and their video belong to the session that made them", async (t) => {
   await using server = await startApp({ MODEL_DURATION_MS: "300" });
@@ -131,8 +131,8 @@ Deno.test("jobs and their video belong to the session that made them", async (t)
 });
 
 Deno.test("cancel: a queued job leaves the line, a running one stops and the next starts", async () => {
-  await using server = await startServer({ MODEL_DURATION_MS: "60000" });
-  const client = new Client(server.url);
+  await using server = await startApp({ MODEL_DURATION_MS: "60000" });
+  const client = server.client();
   const ids: string[] = [];
   for (let i = 0; i < 3; i++) {
     ids.push(
@@ -172,8 +172,8 @@ Deno.test("cancel: a queued job leaves the line, a running one stops and the nex
 });
 
 Deno.test("operations: /healthz answers and /metrics counts in Prometheus text", async () => {
-  await using server = await startServer({ MODEL_DURATION_MS: "200" });
-  const client = new Client(server.url);
+  await using server = await startApp({ MODEL_DURATION_MS: "200" });
+  const client = server.client();
   assert.deepEqual((await client.json("/healthz")).body, { ok: true });
   const { body } = await client.upload(await fixture("rgb.png"));
   await client.events((body as { id: string }).id, (j) => j.status === "done");
@@ -202,8 +202,8 @@ Deno.test("operations: /healthz answers and /metrics counts in Prometheus text",
 });
 
 Deno.test("the page: secure headers, the form, the session's jobs rendered on the server", async () => {
-  await using server = await startServer({ MODEL_DURATION_MS: "60000" });
-  const client = new Client(server.url);
+  await using server = await startApp({ MODEL_DURATION_MS: "60000" });
+  const client = server.client();
   await client.upload(await fixture("rgb.png"));
   const res = await client.fetch("/");
   const html = await res.text();

@@ -1,7 +1,8 @@
 /**
  * The layers (STYLE.md §13), checked on every import statement: the code
- * the browser loads (islands/, shared/) imports nothing of the server's, and
- * queue/ knows no HTTP. A crossing fails here before it reaches a bundle.
+ * the browser loads (islands/, shared/) imports nothing of the server's,
+ * queue/ and media/ know no HTTP, and routes reach KV only through queue/.
+ * A crossing fails here before it reaches a bundle.
  */
 import assert from "node:assert/strict";
 
@@ -126,9 +127,24 @@ Deno.test("layers: shared/ imports only shared/ and uses no Deno API", async () 
   assert.deepEqual(unmarked, [], "shared/ modules lack the browser line");
 });
 
-Deno.test("layers: queue/ imports nothing from routes/", async () => {
+Deno.test("layers: queue/ and media/ know no HTTP: nothing from routes/ or Hono", async () => {
   const crossing = (await allImports()).filter(({ file, target }) =>
-    under(file, "queue") && under(target, "routes")
+    (under(file, "queue") || under(file, "media")) &&
+    (under(target, "routes") || target === "app.ts" ||
+      /^(hono|@hono\/)/.test(target))
   );
   assert.deepEqual(crossing.map(show), []);
+});
+
+Deno.test("layers: routes/ reach KV only through queue/", async () => {
+  // STYLE.md: all KV access in one layer with one verb per function.
+  const direct: string[] = [];
+  for (const file of await sources()) {
+    if (!under(file, "routes")) continue;
+    const code = await Deno.readTextFile(new URL(file, ROOT));
+    if (/\.(atomic|getMany|list|watch)\(|\bkv\.(get|set|delete)\(/.test(code)) {
+      direct.push(file);
+    }
+  }
+  assert.deepEqual(direct, []);
 });

@@ -1,15 +1,15 @@
 /** Issue 6 on the server: playback grants, one-time sealed segments, what an attacker gets. */
 import assert from "node:assert/strict";
 import { runFfmpeg } from "../media/clip.ts";
-import { importKey, openSealed } from "../media/seal.ts";
+import { importKey } from "../media/seal.ts";
+import { openSealed } from "../shared/seal.ts";
 import { decodeBase64Url } from "../shared/base64url.ts";
-import { loadConfig } from "../config.ts";
 import { MemoryStore } from "../media/memory_store.ts";
 import type { Store } from "../media/store.ts";
 import { keys } from "../queue/keys.ts";
-import { startService } from "../service.ts";
-import { FakeClock, FakeEncoder } from "./_fakes.ts";
-import { Client, fixture, startServer } from "./_server.ts";
+import { FakeClock } from "./_fakes.ts";
+import { startApp } from "./_app.ts";
+import { type Client, fixture } from "./_server.ts";
 import { readStored } from "./_stores.ts";
 
 interface Grant {
@@ -22,8 +22,8 @@ interface Grant {
 const FETCH = { "sec-fetch-dest": "empty", "sec-fetch-site": "same-origin" };
 
 Deno.test("playback: the owner gets a sealed clip once; others, replays, tabs and forgeries get nothing", async (t) => {
-  await using server = await startServer({ MODEL_DURATION_MS: "300" });
-  const owner = new Client(server.url);
+  await using server = await startApp({ MODEL_DURATION_MS: "300" });
+  const owner = server.client();
   const { id } = (await owner.upload(await fixture("rgb.png"))).body as {
     id: string;
   };
@@ -121,7 +121,7 @@ Deno.test("playback: the owner gets a sealed clip once; others, replays, tabs an
   await t.step(
     "refused: another session, no cookie, a tab or a <video>, a forged signature",
     async () => {
-      const stranger = new Client(server.url);
+      const stranger = server.client();
       const res = await stranger.fetch(`/api/jobs/${id}/playback`, {
         method: "POST",
       });
@@ -134,9 +134,8 @@ Deno.test("playback: the owner gets a sealed clip once; others, replays, tabs an
         path: string,
         headers: HeadersInit,
       ) => {
-        const r = client
-          ? await client.fetch(path, { headers })
-          : await fetch(server.url + path, { headers });
+        // null: a request without any session cookie.
+        const r = await (client ?? server.client()).fetch(path, { headers });
         assert.equal(r.status, 403, `${path} ${JSON.stringify(headers)}`);
         assert.equal((await r.json()).error.code, "forbidden");
       };
@@ -167,48 +166,35 @@ Deno.test("playback: the owner gets a sealed clip once; others, replays, tabs an
  * cookie and the job id. The store is the disk's unless one is given.
  */
 async function doneJobInProcess(store?: Store) {
-  const dataDir = await Deno.makeTempDir();
   const clock = new FakeClock(Date.now());
-  const service = await startService(
-    loadConfig({
-      DATA_DIR: dataDir,
-      KV_PATH: ":memory:",
-      MODEL_DURATION_MS: "1000",
-    }),
-    { clock, encoder: new FakeEncoder(), store },
-  );
-  const app = service.app!;
-  const up = await app.request("/api/jobs", {
-    method: "POST",
-    body: await fixture("rgb.png"),
-    headers: { "content-type": "image/png" },
+  const server = await startApp({ MODEL_DURATION_MS: "1000" }, {
+    clock,
+    store,
   });
-  const cookie = up.headers.get("set-cookie")!.split(";")[0];
-  const { id } = await up.json();
+  const app = server.service.app!;
+  const owner = server.client();
+  const { id } = (await owner.upload(await fixture("rgb.png"))).body as {
+    id: string;
+  };
   // Run the model to its end on the fake clock.
-  while (
-    (await (await app.request(`/api/jobs/${id}`, { headers: { cookie } }))
-      .json()).status !== "done"
-  ) {
+  while ((await owner.json(`/api/jobs/${id}`)).body.status !== "done") {
     await clock.untilSleeping(1);
     clock.wakeNext();
   }
+  const cookie = owner.cookie;
   const grant = async (): Promise<Grant> =>
     await (await app.request(`/api/jobs/${id}/playback`, {
       method: "POST",
       headers: { cookie },
     })).json();
   return {
-    service,
+    service: server.service,
     app,
     clock,
     cookie,
-    id: id as string,
+    id,
     grant,
-    async [Symbol.asyncDispose]() {
-      await service.close();
-      await Deno.remove(dataDir, { recursive: true });
-    },
+    [Symbol.asyncDispose]: () => server[Symbol.asyncDispose](),
   };
 }
 
