@@ -96,13 +96,15 @@ export async function acceptUpload(
       attempts: 0,
     };
     await incoming.keep(job.id);
-    const created = await createJob(kv, job, config.maxQueue);
-    if (!created.ok) {
-      await store.removeImage(job.id);
-      throw await queueFull(deps);
+    try {
+      const created = await createJob(kv, job, config.maxQueue);
+      if (!created.ok) throw await queueFull(deps);
+      kept = true;
+      return { job, position: created.position };
+    } finally {
+      // Refused, or the commit itself failed: the image has no job.
+      if (!kept) await store.removeImage(job.id);
     }
-    kept = true;
-    return { job, position: created.position };
   } catch (e) {
     if (e instanceof ApiError) await countRefusedBytes(kv, sink.bytes);
     throw e;
