@@ -7,6 +7,7 @@ import { launch } from "./_browser.ts";
 import { startServer } from "./_server.ts";
 
 const OPTS = { sanitizeOps: false, sanitizeResources: false }; // playwright's pipe outlives awaits
+const LIMIT = 100_000;
 const fixturePath = (name: string) =>
   new URL(`./fixtures/${name}`, import.meta.url).pathname;
 
@@ -15,7 +16,10 @@ Deno.test({
   name:
     "no JavaScript: a picture sent from the form lands on its job's page; a refused one shows its sentence",
   async fn() {
-    await using server = await startServer({ MODEL_DURATION_MS: "60000" });
+    await using server = await startServer({
+      MODEL_DURATION_MS: "60000",
+      MAX_UPLOAD_BYTES: String(LIMIT),
+    });
     await using browser = await launch();
     const context = await browser.newContext({
       javaScriptEnabled: false,
@@ -51,6 +55,22 @@ Deno.test({
       1,
       "the form, to try again",
     );
+
+    // Over the limit: refused from its Content-Length before the body is
+    // read, and the browser still shows the page, not a reset connection.
+    const big = await Deno.makeTempFile({ suffix: ".png" });
+    const bytes = new Uint8Array(LIMIT * 30);
+    bytes.set(await Deno.readFile(fixturePath("rgb.png")));
+    await Deno.writeFile(big, bytes);
+    await page.goto(server.url);
+    await page.setInputFiles('input[name="image"]', big);
+    const [tooBig] = await Promise.all([
+      page.waitForNavigation(),
+      page.click('button[type="submit"]'),
+    ]);
+    await Deno.remove(big);
+    assert.equal(tooBig?.status(), 413);
+    assert.match(await alert.innerText(), /larger than 98 KiB/);
     await context.close();
   },
 });
