@@ -5,10 +5,10 @@
  * a grace period that covers that window. The orphan sweep also recounts the
  * bytes `DATA_MAX_BYTES` limits from the files themselves (`data_bytes.ts`).
  */
-import type { Store } from "../media/store.ts";
+import type { Store, StoredEntry } from "../media/store.ts";
 import { addDataBytes, countedBytes, signedBytes } from "./data_bytes.ts";
 import { FINAL_STATUSES, type JobRecord } from "./jobs.ts";
-import { keys } from "./keys.ts";
+import { GET_MANY_MAX, keys } from "./keys.ts";
 
 /** Deletes jobs that ended more than `retentionMs` ago, with their files. */
 export async function sweepExpired(
@@ -69,20 +69,32 @@ export async function sweepOrphans(
 ): Promise<number> {
   const before = await kv.get<Deno.KvU64>(keys.dataBytes());
   let removed = 0, kept = 0;
-  for await (const entry of store.entries()) {
-    let keep = false;
-    if (entry.kind !== "partial") {
-      const job = (await kv.get<JobRecord>(keys.job(entry.id))).value;
-      keep = entry.kind === "image"
+  // Jobs are read GET_MANY_MAX at a time: one KV round trip per batch.
+  const look = async (batch: StoredEntry[]) => {
+    const jobs = await kv.getMany<JobRecord[]>(
+      batch.map((entry) => keys.job(entry.id)),
+    );
+    for (const [i, entry] of batch.entries()) {
+      const job = jobs[i].value;
+      const keep = entry.kind === "image"
         ? job !== null && !FINAL_STATUSES.has(job.status)
-        : job?.status === "done";
+        : entry.kind === "video" && job?.status === "done";
+      if (keep) kept += entry.size;
+      else if (now - entry.mtime >= graceMs) {
+        await store.removeEntry(entry);
+        removed++;
+      }
     }
-    if (keep) kept += entry.size;
-    else if (now - entry.mtime >= graceMs) {
-      await store.removeEntry(entry);
-      removed++;
+  };
+  let batch: StoredEntry[] = [];
+  for await (const entry of store.entries()) {
+    batch.push(entry);
+    if (batch.length === GET_MANY_MAX) {
+      await look(batch);
+      batch = [];
     }
   }
+  await look(batch);
   await writeRecount(kv, before, kept);
   return removed;
 }
