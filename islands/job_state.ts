@@ -101,6 +101,7 @@ export function uploadError(
     case "queue_full":
     case "rate_limited":
     case "unavailable":
+    case "insufficient_storage":
       return t(lang, `err_${code}`, { t: wait, size });
   }
   return t(lang, "err_other", { status });

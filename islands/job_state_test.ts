@@ -132,6 +132,26 @@ Deno.test("upload errors become a sentence in the page's language, with the wait
     uploadError("en", 413, { error: { code: "too_large" } }, null, max),
     "The picture is larger than 5 MiB; choose a smaller one.",
   );
+  for (
+    const [lang, sentence] of [
+      [
+        "en",
+        "The server has no room for more pictures just now; try again in 2 min.",
+      ],
+      ["zh-CN", "服务器暂时没有空间存放更多图片，请在 2 分钟 后重试。"],
+    ] as const
+  ) {
+    assert.equal(
+      uploadError(
+        lang,
+        507,
+        { error: { code: "insufficient_storage", message: "x" } },
+        "120",
+        max,
+      ),
+      sentence,
+    );
+  }
   assert.equal(
     uploadError("en", 502, "<html>bad gateway</html>", null, max),
     "The upload failed (HTTP 502); try again.",

@@ -27,7 +27,7 @@ export class MemoryStore implements Store {
   /** Uploads not yet kept and workspaces not yet committed, by name. */
   readonly #partial = new Map<
     string,
-    { mtime: number; drop: () => Promise<void> }
+    { mtime: number; size: () => number; drop: () => Promise<void> }
   >();
 
   constructor(private readonly now: () => number = Date.now) {}
@@ -41,7 +41,8 @@ export class MemoryStore implements Store {
       this.#partial.delete(name);
       return Promise.resolve();
     };
-    this.#partial.set(name, { mtime: this.now(), drop });
+    const size = () => chunks.reduce((n, c) => n + c.length, 0);
+    this.#partial.set(name, { mtime: this.now(), size, drop });
     const bytes = () => {
       if (state === "discarded") throw new Error("this upload was discarded");
       state = state === "writing" ? "written" : state;
@@ -84,7 +85,8 @@ export class MemoryStore implements Store {
         if (!(e instanceof Deno.errors.NotFound)) throw e;
       });
     };
-    this.#partial.set(name, { mtime: this.now(), drop });
+    // Its files are outside the store (a temporary folder): nothing to count.
+    this.#partial.set(name, { mtime: this.now(), size: () => 0, drop });
     const input = `${dir}/input`;
     const image = this.#files.get(key("image", id));
     if (image) await Deno.writeFile(input, image.bytes);
@@ -112,7 +114,8 @@ export class MemoryStore implements Store {
         this.#files.set(key("fragments", id), { bytes: fragments, mtime });
         this.#files.set(key("video", id), { bytes: video, mtime });
         await drop();
-        return video.length;
+        const stored = video.length + fragments.length + (cenc?.length ?? 0);
+        return { bytes: video.length, stored };
       },
       discard: drop,
     };
@@ -139,10 +142,11 @@ export class MemoryStore implements Store {
         id,
         name,
         mtime: held.mtime,
+        size: held.bytes.length,
       };
     }
-    for (const [name, { mtime }] of [...this.#partial]) {
-      yield { kind: "partial", id: name, name, mtime };
+    for (const [name, { mtime, size }] of [...this.#partial]) {
+      yield { kind: "partial", id: name, name, mtime, size: size() };
     }
   }
 

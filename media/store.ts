@@ -60,11 +60,19 @@ export interface Workspace {
   };
   /**
    * Stores the outputs as the job's video copies, the MP4 last (a done
-   * job's MP4 implies the other copies), and returns the MP4's size in bytes.
+   * job's MP4 implies the other copies), and returns their sizes.
    */
-  commit(): Promise<number>;
+  commit(): Promise<CommittedVideo>;
   /** Removes the outputs; the image stays. */
   discard(): Promise<void>;
+}
+
+/** The sizes of a job's video copies once stored. */
+export interface CommittedVideo {
+  /** The MP4's bytes. */
+  bytes: number;
+  /** Every copy's bytes together (MP4, fragments, CENC): what `DATA_MAX_BYTES` counts. */
+  stored: number;
 }
 
 /** One stored thing, for the sweeps. */
@@ -77,6 +85,8 @@ export interface StoredEntry {
   name: string;
   /** Last modified, epoch ms. */
   mtime: number;
+  /** Its length in bytes, so that a sweep can recount what `DATA_MAX_BYTES` limits. */
+  size: number;
 }
 
 /** Uploads and videos, by intent. */
@@ -169,14 +179,19 @@ export class DiskStore implements Store {
       input: this.#path(id, "image"),
       outputs,
       commit: async () => {
+        let stored = 0;
         try {
+          const size = (await Deno.stat(outputs.cenc)).size;
           await Deno.rename(outputs.cenc, this.#path(id, "cenc"));
+          stored = size;
         } catch (e) {
           if (!(e instanceof Deno.errors.NotFound)) throw e; // not packaged: fine
         }
+        stored += (await Deno.stat(outputs.fragments)).size;
         await Deno.rename(outputs.fragments, this.#path(id, "fragments"));
+        const bytes = (await Deno.stat(outputs.video)).size;
         await Deno.rename(outputs.video, this.#path(id, "video"));
-        return (await Deno.stat(this.#path(id, "video"))).size;
+        return { bytes, stored: stored + bytes };
       },
       discard: async () => {
         for (const path of Object.values(outputs)) await removeFile(path);
@@ -199,17 +214,17 @@ export class DiskStore implements Store {
       const dir = this.#dirOf(kind);
       for await (const entry of Deno.readDir(dir)) {
         if (!entry.isFile) continue;
-        let mtime: number;
+        let stat: Deno.FileInfo;
         try {
-          mtime = (await Deno.stat(join(dir, entry.name))).mtime?.getTime() ??
-            0;
+          stat = await Deno.stat(join(dir, entry.name));
         } catch {
           continue; // removed meanwhile
         }
         const id = kind === "video"
           ? entry.name.replace(/(\.frag|\.cenc)?\.mp4$/, "")
           : entry.name;
-        yield { kind, id, name: entry.name, mtime };
+        const mtime = stat.mtime?.getTime() ?? 0;
+        yield { kind, id, name: entry.name, mtime, size: stat.size };
       }
     }
   }

@@ -58,7 +58,7 @@ for (const [name, make] of Object.entries(STORES)) {
     assert.equal(await t.store.open(ID, "image"), null);
   });
 
-  test(`${name} store: a workspace's outputs are stored on commit, MP4 size returned; discard keeps the image`, async () => {
+  test(`${name} store: a workspace's outputs are stored on commit, their sizes returned; discard keeps the image`, async () => {
     await using t = await make();
     const image = bytes(500);
     await putImage(t.store, ID, image);
@@ -68,7 +68,7 @@ for (const [name, make] of Object.entries(STORES)) {
     await Deno.writeFile(ws.outputs.fragments, bytes(400, 3));
     // Nothing is a video before the commit.
     assert.equal(await t.store.open(ID, "video"), null);
-    assert.equal(await ws.commit(), 300);
+    assert.deepEqual(await ws.commit(), { bytes: 300, stored: 700 });
     assert.deepEqual(await readStored(t.store, ID, "video"), bytes(300, 2));
     assert.deepEqual(await readStored(t.store, ID, "fragments"), bytes(400, 3));
     assert.equal(await t.store.open(ID, "cenc"), null, "not packaged");
@@ -132,6 +132,10 @@ for (const [name, make] of Object.entries(STORES)) {
     const left = await t.store.receive(); // an upload cut by a crash
     await left.write(bytes(10));
     const entries = await Array.fromAsync(t.store.entries());
+    // Sizes, for the sweep's recount of DATA_MAX_BYTES.
+    for (const e of entries) {
+      if (e.kind !== "partial") assert.equal(e.size, 10, e.name);
+    }
     assert.deepEqual(entries.map((e) => e.kind).sort(), [
       "image",
       "partial",

@@ -3,10 +3,14 @@
  * `jobs.ts` (a cancel) and `lease.ts` (the model finishing, or a dead
  * worker's job failing after its last attempt). Private to `queue/`.
  */
+import { addDataBytes, countedBytes } from "./data_bytes.ts";
 import type { JobRecord } from "./jobs.ts";
 import { keys } from "./keys.ts";
 
-/** Adds the writes that end a job to `op`: final record, expiry, counters. */
+/**
+ * Adds the writes that end a job to `op`: final record, expiry, counters, and
+ * the kept bytes (the image stops counting, a done job's video starts).
+ */
 export function finalize(
   op: Deno.AtomicOperation,
   job: JobRecord,
@@ -21,6 +25,7 @@ export function finalize(
     .set(keys.sessionJob(job.session, job.id), job.id, { expireIn })
     .set(keys.finished(now, job.id), job.id, { expireIn })
     .sum(keys.stat(`jobs_${end.status}`), 1n);
+  addDataBytes(op, countedBytes(final) - countedBytes(job));
   if (end.status === "done") {
     op.set(keys.progress(job.id), { progress: 100, at: now }, { expireIn });
   } else {

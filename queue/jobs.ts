@@ -12,6 +12,7 @@ import {
 } from "../shared/api.ts";
 import { finalize } from "./_finalize.ts";
 import { getAll } from "./_kv.ts";
+import { addDataBytes, signedBytes } from "./data_bytes.ts";
 import { keys } from "./keys.ts";
 
 /** What KV stores for a job (epoch ms times); the API view is built from it. */
@@ -38,6 +39,8 @@ export interface JobRecord {
 /** A done job's video: the MP4's size and, when packaged, its Clear Key keys. */
 export interface VideoInfo {
   bytes: number;
+  /** Every copy's bytes (MP4, fragments, CENC): what `DATA_MAX_BYTES` counts. */
+  stored?: number;
   /** base64url key id and AES-128 key of the CENC copy (media/cenc.ts), if any. */
   clearKey?: { kid: string; key: string };
 }
@@ -50,19 +53,27 @@ export interface Progress {
 /** The tail of each KV handle's chain of job creations in this process. */
 const creating = new WeakMap<Deno.Kv, Promise<unknown>>();
 
+/** Why {@link createJob} did not create: the line or the disk is full. */
+export type CreateRefusal =
+  | { ok: false; depth: number }
+  | { ok: false; dataBytes: number };
+
 /**
- * Stores a new job and its queue entry and rings the queue, in one commit,
- * unless `maxQueue` jobs already wait. The check on the depth key keeps the
- * cap exact across processes; within one process creations take turns, so
- * that concurrent uploads do not all retry against each other.
+ * Stores a new job and its queue entry, counts its image's bytes and rings the
+ * queue, in one commit, unless `maxQueue` jobs already wait or its image
+ * would take the kept bytes past `maxDataBytes`. The checks on the depth and
+ * byte keys keep both caps exact across processes; within one process
+ * creations take turns, so that concurrent uploads do not all retry against
+ * each other.
  */
 export function createJob(
   kv: Deno.Kv,
   job: JobRecord,
   maxQueue: number,
-): Promise<{ ok: true; position: number } | { ok: false; depth: number }> {
+  maxDataBytes = Infinity,
+): Promise<{ ok: true; position: number } | CreateRefusal> {
   const run = (creating.get(kv) ?? Promise.resolve()).then(() =>
-    commitJob(kv, job, maxQueue)
+    commitJob(kv, job, maxQueue, maxDataBytes)
   );
   creating.set(kv, run.catch(() => {}));
   return run;
@@ -72,13 +83,21 @@ async function commitJob(
   kv: Deno.Kv,
   job: JobRecord,
   maxQueue: number,
-): Promise<{ ok: true; position: number } | { ok: false; depth: number }> {
+  maxDataBytes: number,
+): Promise<{ ok: true; position: number } | CreateRefusal> {
   for (;;) {
-    const depth = await kv.get<number>(keys.depth());
+    const [depth, data] = await kv.getMany<[number, Deno.KvU64]>([
+      keys.depth(),
+      keys.dataBytes(),
+    ]);
     const waiting = depth.value ?? 0;
     if (waiting >= maxQueue) return { ok: false, depth: waiting };
-    const res = await kv.atomic()
-      .check(depth)
+    const kept = signedBytes(data);
+    if (kept + job.image.bytes > maxDataBytes) {
+      return { ok: false, dataBytes: kept };
+    }
+    const op = kv.atomic().check(depth, data);
+    const res = await addDataBytes(op, job.image.bytes)
       .set(keys.job(job.id), job)
       .set(keys.sessionJob(job.session, job.id), job.id)
       .set(keys.pending(job.createdAt, job.id), job.id)

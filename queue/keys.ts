@@ -38,6 +38,11 @@ export const keys = {
     ["rate", kind, session, minute] as const,
   /** A playback session: its key, and the one-time right to fetch its bytes. */
   playback: (id: string) => ["playback", id] as const,
+  /**
+   * Bytes of images and video copies kept, for `DATA_MAX_BYTES` (a
+   * Deno.KvU64 read as signed: `data_bytes.ts`).
+   */
+  dataBytes: () => ["data", "bytes"] as const,
   /** Counters for /metrics (Deno.KvU64). */
   stat: (name: string) => ["stats", name] as const,
 };

@@ -120,12 +120,14 @@ export async function runJob(
   }
 
   const clearKey = await packageClearKeyCopy(workspace, job.id);
-  const bytes = await workspace.commit();
+  const { bytes, stored } = await workspace.commit();
   const kept = await finishJob(kv, {
     ...holder,
     now: clock.now(),
     retentionMs: deps.retentionMs,
-    result: { video: clearKey ? { bytes, clearKey } : { bytes } },
+    result: {
+      video: clearKey ? { bytes, stored, clearKey } : { bytes, stored },
+    },
   });
   // Cancelled meanwhile: the videos go, and the image with them (the worker
   // removes it after any ending but a lost lease).

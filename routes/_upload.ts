@@ -8,14 +8,17 @@
 import { fileSource, ProbeError, probeImage } from "../media/probe.ts";
 import { SNIFF_BYTES, sniffType } from "../media/probe.ts";
 import { newJobId } from "../queue/ids.ts";
+import { dataBytes } from "../queue/data_bytes.ts";
 import { createJob, type JobRecord } from "../queue/jobs.ts";
 import { countRefusedBytes } from "../queue/stats.ts";
 import { takeSlot } from "../queue/rate.ts";
+import { nextExpiry } from "../queue/retention.ts";
 import { remainingMs } from "../queue/view.ts";
 import type { AppDeps } from "./deps.ts";
 import {
   ApiError,
   badRequest,
+  insufficientStorage,
   restarting,
   tooLarge,
   tooMany,
@@ -54,6 +57,8 @@ export async function acceptUpload(
     await countRefusedBytes(kv, 0);
     throw tooLarge(config.maxUploadBytes);
   }
+  // A raw body's length is the image's; a multipart one's is not a bound.
+  await checkRoom(deps, multipart || !(length > 0) ? 0 : length);
   const wait = await takeSlot(
     kv,
     "upload",
@@ -97,8 +102,17 @@ export async function acceptUpload(
     };
     await incoming.keep(job.id);
     try {
-      const created = await createJob(kv, job, config.maxQueue);
-      if (!created.ok) throw await queueFull(deps);
+      const created = await createJob(
+        kv,
+        job,
+        config.maxQueue,
+        config.dataMaxBytes,
+      );
+      if (!created.ok) {
+        throw "dataBytes" in created
+          ? await storageFull(deps)
+          : await queueFull(deps);
+      }
       kept = true;
       return { job, position: created.position };
     } finally {
@@ -122,6 +136,37 @@ async function queueFull(deps: Pick<UploadDeps, "queue" | "config" | "clock">) {
     remainingMs(current, deps.config.modelMs, deps.clock.now()) ||
       deps.config.modelMs,
   );
+}
+
+/**
+ * 507 before the body is read when the kept bytes are at `DATA_MAX_BYTES`
+ * already, or would pass it with the `least` bytes this upload declares.
+ * The exact check is in the commit that creates the job.
+ */
+async function checkRoom(deps: UploadDeps, least: number): Promise<void> {
+  const kept = await dataBytes(deps.kv);
+  const max = deps.config.dataMaxBytes;
+  if (kept >= max || kept + least > max) throw await storageFull(deps);
+}
+
+/**
+ * 507 `insufficient_storage`, retry when bytes are given back: when the
+ * running job ends (its image goes) or the first kept job expires,
+ * whichever comes first.
+ */
+async function storageFull(
+  deps: Pick<UploadDeps, "kv" | "queue" | "config" | "clock">,
+) {
+  const { kv, config, clock } = deps;
+  const now = clock.now();
+  const { current } = await deps.queue.state(false);
+  const expiry = await nextExpiry(kv, config.retentionMs);
+  const waits = [
+    current ? remainingMs(current, config.modelMs, now) : Infinity,
+    expiry === null ? Infinity : expiry - now,
+  ];
+  const wait = Math.min(...waits);
+  return insufficientStorage(Number.isFinite(wait) ? wait : config.modelMs);
 }
 
 async function probeUpload(incoming: Incoming) {

@@ -7,7 +7,17 @@ import { formatSize } from "../shared/format.ts";
 export class ApiError extends Error {
   override name = "ApiError";
   constructor(
-    readonly status: 400 | 403 | 404 | 409 | 413 | 415 | 422 | 429 | 503,
+    readonly status:
+      | 400
+      | 403
+      | 404
+      | 409
+      | 413
+      | 415
+      | 422
+      | 429
+      | 503
+      | 507,
     readonly code: string,
     message: string,
     readonly headers: Record<string, string> = {},
@@ -54,3 +64,12 @@ export const tooMany = (
   new ApiError(429, code, message, {
     "Retry-After": String(Math.max(1, Math.ceil(retryAfterMs / 1000))),
   });
+
+/** 507 `insufficient_storage`: `DATA_DIR` holds `DATA_MAX_BYTES`; `Retry-After` in whole seconds. */
+export const insufficientStorage = (retryAfterMs: number) =>
+  new ApiError(
+    507,
+    "insufficient_storage",
+    "The server's storage for pictures and videos is full; try again later.",
+    { "Retry-After": String(Math.max(1, Math.ceil(retryAfterMs / 1000))) },
+  );

@@ -1,6 +1,7 @@
 /** `GET /healthz` and `GET /metrics` (Prometheus text format 0.0.4). */
 import { Hono } from "hono";
 import type { AppDeps } from "./deps.ts";
+import { dataBytes } from "../queue/data_bytes.ts";
 import { pingStore, readStats } from "../queue/stats.ts";
 
 export function opsRoutes(deps: Pick<AppDeps, "kv" | "queue" | "hub">) {
@@ -34,6 +35,9 @@ export function opsRoutes(deps: Pick<AppDeps, "kv" | "queue" | "hub">) {
         "# HELP img2vid_upload_refused_bytes_total Bytes received in uploads that were refused.",
         "# TYPE img2vid_upload_refused_bytes_total counter",
         `img2vid_upload_refused_bytes_total ${stats.upload_bytes_refused}`,
+        "# HELP img2vid_data_bytes Bytes of images and videos kept (DATA_MAX_BYTES limits it).",
+        "# TYPE img2vid_data_bytes gauge",
+        `img2vid_data_bytes ${await dataBytes(deps.kv)}`,
         "# HELP img2vid_sse_clients Open event streams in this process.",
         "# TYPE img2vid_sse_clients gauge",
         `img2vid_sse_clients ${deps.hub.listeners}`,
