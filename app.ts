@@ -40,8 +40,8 @@ export function createApp(deps: AppDeps): Hono<SessionEnv> {
   }));
   app.route("/", opsRoutes(deps));
   app.route("/assets", assetRoutes());
-  app.use(session(deps.key));
-  app.use(sameOrigin());
+  app.use(session(deps.key, deps.config.trustProxy));
+  app.use(sameOrigin(deps.config.trustProxy));
   app.route("/", pageRoutes(deps));
   app.route("/api/jobs", jobRoutes(deps));
   app.route("/api/jobs", eventRoutes(deps));

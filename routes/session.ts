@@ -6,6 +6,7 @@ import type { MiddlewareHandler } from "hono";
 import { getCookie, setCookie } from "hono/cookie";
 import { decodeBase64Url, encodeBase64Url } from "../shared/base64url.ts";
 import { BoundedMap } from "../shared/bounded_map.ts";
+import { publicOrigin } from "./origin.ts";
 
 export const SESSION_COOKIE = "img2vid_session";
 
@@ -70,8 +71,15 @@ export function verify(
 /** Cookies already verified, so a page's many requests cost one HMAC. */
 const VERIFIED_MAX = 1024;
 
-/** Reads or issues the session; handlers read it as `c.get("session")`. */
-export function session(key: CryptoKey): MiddlewareHandler<SessionEnv> {
+/**
+ * Reads or issues the session; handlers read it as `c.get("session")`. The
+ * cookie is `Secure` when visitors use https (behind `trustProxy` proxies:
+ * as they forwarded it).
+ */
+export function session(
+  key: CryptoKey,
+  trustProxy = 0,
+): MiddlewareHandler<SessionEnv> {
   const verified = new BoundedMap<string, string>(VERIFIED_MAX); // cookie → session id
   return async function session(c, next) {
     const cookie = getCookie(c, SESSION_COOKIE) ?? "";
@@ -96,7 +104,7 @@ export function session(key: CryptoKey): MiddlewareHandler<SessionEnv> {
           sameSite: "Lax",
           path: "/",
           maxAge: 400 * 24 * 3600, // the longest browsers keep (RFC 6265bis §5.5)
-          secure: new URL(c.req.url).protocol === "https:",
+          secure: publicOrigin(c, trustProxy).startsWith("https:"),
         },
       );
     }

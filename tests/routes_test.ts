@@ -5,7 +5,7 @@
  * a page.
  */
 import assert from "node:assert/strict";
-import { startApp } from "./_app.ts";
+import { startApp, type TestApp } from "./_app.ts";
 import { type ApiJobLike, fixture } from "./_server.ts";
 
 const HTML = "text/html,application/xhtml+xml,*/*;q=0.8"; // what a browser's form post accepts
@@ -140,4 +140,44 @@ Deno.test("while draining, uploads get 503 unavailable with Retry-After", async 
     "unavailable",
   );
   assert.equal(res.headers.get("retry-after"), "5");
+});
+
+Deno.test("behind a TLS proxy (TRUST_PROXY=1): the page's https origin is same-origin, others are not", async () => {
+  const png = await fixture("rgb.png");
+  const send = (client: ReturnType<TestApp["client"]>, headers: HeadersInit) =>
+    client.fetch("/api/jobs", {
+      method: "POST",
+      body: form(png),
+      headers: {
+        "x-forwarded-proto": "https",
+        "x-forwarded-host": "img2vid.example.com",
+        ...headers,
+      },
+    });
+  {
+    await using app = await startApp({ TRUST_PROXY: "1" });
+    const browser = app.client();
+    const ok = await send(browser, { origin: "https://img2vid.example.com" });
+    assert.equal(ok.status, 202);
+    await ok.body?.cancel();
+    assert.match(browser.cookie, /img2vid_session=/);
+    const evil = await send(browser, { origin: "https://evil.example" });
+    assert.equal(evil.status, 403);
+    await evil.body?.cancel();
+    // The cookie a visitor over https gets is Secure.
+    const fresh = await app.client().fetch("/api/jobs", {
+      headers: { "x-forwarded-proto": "https" },
+    });
+    assert.match(fresh.headers.get("set-cookie") ?? "", /Secure/);
+    await fresh.body?.cancel();
+  }
+  {
+    // Without proxies the forwarded headers are the client's own words: ignored.
+    await using app = await startApp();
+    const res = await send(app.client(), {
+      origin: "https://img2vid.example.com",
+    });
+    assert.equal(res.status, 403);
+    await res.body?.cancel();
+  }
 });
