@@ -11,15 +11,34 @@ import {
   type JobStatus,
 } from "../shared/api.ts";
 import { finalize } from "./_finalize.ts";
+import {
+  type ClientLine,
+  clientOf,
+  countSession,
+  currentRound,
+  isLegacy,
+  legacyPlace,
+  LineChange,
+  listClient,
+  type Place,
+  writeClient,
+} from "./_line.ts";
 import { GET_MANY_MAX, keys } from "./keys.ts";
 
 export { FINAL_STATUSES };
+export { clientOf, migrateLegacyLine, UNKNOWN_CLIENT } from "./_line.ts";
 export type { JobError, JobStatus };
 
 /** What KV stores for a job (epoch ms times); the API view is built from it. */
 export interface JobRecord {
   id: string;
   session: string;
+  /**
+   * The client address key (`routes/client_address.ts`) the job counts
+   * against and takes its turn as. Absent in records written before the fair
+   * order: read it with `clientOf`.
+   */
+  client: string;
   status: JobStatus;
   createdAt: number;
   startedAt: number | null;
@@ -35,7 +54,52 @@ export interface JobRecord {
   error: JobError | null;
   /** How many times the model has started this job. */
   attempts: number;
+  /** Its place in line when the model took it, to go back to if handed back. */
+  place?: Place;
 }
+
+/** The caps an upload is checked against, in its own commit. */
+export interface WaitingLimits {
+  maxQueue: number;
+  maxWaitingPerSession: number;
+  maxWaitingPerClient: number;
+}
+
+/** Why {@link createJob} refused, or where the job went. */
+export type CreateResult =
+  | { ok: true; place: Place }
+  | { ok: false; reason: "queue_full"; depth: number }
+  | {
+    ok: false;
+    reason: "too_many_waiting";
+    /** Which cap: the session's own, or its address's. */
+    scope: "session" | "client";
+  };
+
+/** How many jobs a session and a client address have waiting. */
+export interface WaitingCounts {
+  session: number;
+  client: number;
+}
+
+/**
+ * The waiting counts the caps apply to, in one read: a cheap check before an
+ * upload's body is read (the commit checks again, exactly).
+ */
+export async function waitingCounts(
+  kv: Deno.Kv,
+  client: string,
+  session: string,
+): Promise<WaitingCounts> {
+  const [line, mine] = await kv.getMany<[ClientLine, number]>([
+    keys.lineClient(client),
+    keys.waitingSession(session),
+  ]);
+  return { session: mine.value ?? 0, client: waitingOf(line.value) };
+}
+
+const waitingOf = (line: ClientLine | null) =>
+  line?.sessions.reduce((n, [, k]) => n + k, 0) ?? 0;
 
 /** A done job's video: the MP4's size and, when packaged, its Clear Key keys. */
 export interface VideoInfo {
@@ -53,18 +117,27 @@ export interface Progress {
 const creating = new WeakMap<Deno.Kv, Promise<unknown>>();
 
 /**
- * Stores a new job and its queue entry and rings the queue, in one commit,
- * unless `maxQueue` jobs already wait. The check on the depth key keeps the
- * cap exact across processes; within one process creations take turns, so
- * that concurrent uploads do not all retry against each other.
+ * Stores a new job and its place in the fair order (`_line.ts`) and rings
+ * the queue, in one commit, unless `maxQueue` jobs already wait or its
+ * session or address has its most jobs waiting. The commit checks the depth
+ * key and the counters it read, so the caps are exact across processes;
+ * within one process creations take turns, so that concurrent uploads do not
+ * all retry against each other. A bare number is `maxQueue` alone.
  */
 export function createJob(
   kv: Deno.Kv,
   job: JobRecord,
-  maxQueue: number,
-): Promise<{ ok: true; position: number } | { ok: false; depth: number }> {
+  limits: number | WaitingLimits,
+): Promise<CreateResult> {
+  const caps = typeof limits === "number"
+    ? {
+      maxQueue: limits,
+      maxWaitingPerSession: Infinity,
+      maxWaitingPerClient: Infinity,
+    }
+    : limits;
   const run = (creating.get(kv) ?? Promise.resolve()).then(() =>
-    commitJob(kv, job, maxQueue)
+    commitJob(kv, job, caps)
   );
   creating.set(kv, run.catch(() => {}));
   return run;
@@ -73,22 +146,59 @@ export function createJob(
 async function commitJob(
   kv: Deno.Kv,
   job: JobRecord,
-  maxQueue: number,
-): Promise<{ ok: true; position: number } | { ok: false; depth: number }> {
+  caps: WaitingLimits,
+): Promise<CreateResult> {
+  const client = clientOf(job);
   for (;;) {
-    const depth = await kv.get<number>(keys.depth());
+    const [depth, lineEntry, mine, seq, served, log] = await kv.getMany<
+      [number, ClientLine, number, number, number, number]
+    >([
+      keys.depth(),
+      keys.lineClient(client),
+      keys.waitingSession(job.session),
+      keys.lineMeta("seq"),
+      keys.lineMeta("round"),
+      keys.lineMeta("log"),
+    ]);
     const waiting = depth.value ?? 0;
-    if (waiting >= maxQueue) return { ok: false, depth: waiting };
-    const res = await kv.atomic()
-      .check(depth)
+    if (waiting >= caps.maxQueue) {
+      return { ok: false, reason: "queue_full", depth: waiting };
+    }
+    if ((mine.value ?? 0) >= caps.maxWaitingPerSession) {
+      return { ok: false, reason: "too_many_waiting", scope: "session" };
+    }
+    if (waitingOf(lineEntry.value) >= caps.maxWaitingPerClient) {
+      return { ok: false, reason: "too_many_waiting", scope: "client" };
+    }
+    const op = kv.atomic().check(depth, lineEntry, mine, seq, served);
+    let line = lineEntry.value;
+    const before = line ? await listClient(kv, client) : [];
+    if (!line) {
+      // A newcomer: the round now served, after every client already in it.
+      const n = (seq.value ?? 0) + 1;
+      op.set(keys.lineMeta("seq"), n);
+      line = { seq: n, base: await currentRound(kv, served), sessions: [] };
+    }
+    const change = new LineChange(op);
+    const mineNow = {
+      id: job.id,
+      session: job.session,
+      createdAt: job.createdAt,
+      place: null,
+    };
+    writeClient(op, change, client, line, [...before, mineNow]);
+    change.log(log);
+    countSession(op, mine, job.session, 1);
+    const res = await op
       .set(keys.job(job.id), job)
       .set(keys.sessionJob(job.session, job.id), job.id)
-      .set(keys.pending(job.createdAt, job.id), job.id)
       .set(keys.depth(), waiting + 1)
       .enqueue({ id: job.id })
       .commit();
-    // The newest job is last in line (keys sort by creation time).
-    if (res.ok) return { ok: true, position: waiting + 1 };
+    if (res.ok) {
+      const [round, s] = change.put.find(([, , id]) => id === job.id)!;
+      return { ok: true, place: [round, s] };
+    }
   }
 }
 
@@ -140,12 +250,49 @@ export async function cancelJob(
     if (FINAL_STATUSES.has(job.value.status)) return "final";
     const op = kv.atomic().check(job, depth);
     if (job.value.status === "queued") {
-      op.delete(keys.pending(job.value.createdAt, id))
-        .set(keys.depth(), Math.max(0, (depth.value ?? 1) - 1));
+      await leaveLine(kv, op, job.value);
+      op.set(keys.depth(), Math.max(0, (depth.value ?? 1) - 1));
     }
     const cancelled = finalize(op, job.value, now, retentionMs, {
       status: "cancelled",
     });
     if ((await op.commit()).ok) return cancelled;
   }
+}
+
+/**
+ * Adds to `op` the writes that take a queued job out of line (a cancel):
+ * its key, its client's line recomputed so the jobs behind it close up, its
+ * session's count. Old records (no client) only lose their key.
+ */
+async function leaveLine(
+  kv: Deno.Kv,
+  op: Deno.AtomicOperation,
+  job: JobRecord,
+): Promise<void> {
+  const log = await kv.get<number>(keys.lineMeta("log"));
+  const change = new LineChange(op);
+  if (isLegacy(job)) {
+    change.remove(legacyPlace(job), job.id);
+    change.log(log);
+    return;
+  }
+  const client = clientOf(job);
+  const [line, mine] = await kv.getMany<[ClientLine, number]>([
+    keys.lineClient(client),
+    keys.waitingSession(job.session),
+  ]);
+  op.check(line, mine);
+  const all = await listClient(kv, client);
+  const gone = all.filter((j) => j.id === job.id);
+  writeClient(
+    op,
+    change,
+    client,
+    line.value ?? { seq: 0, base: 0, sessions: [] },
+    all.filter((j) => j.id !== job.id),
+    gone,
+  );
+  change.log(log);
+  countSession(op, mine, job.session, -1);
 }

@@ -11,6 +11,18 @@
  * what callers pass around.
  */
 import { finalize } from "./_finalize.ts";
+import {
+  type ClientLine,
+  clientOf,
+  countSession,
+  isLegacy,
+  legacyPlace,
+  LineChange,
+  listClient,
+  type Place,
+  takeFromClient,
+  writeClient,
+} from "./_line.ts";
 import type { JobError, JobRecord, VideoInfo } from "./jobs.ts";
 import { keys } from "./keys.ts";
 
@@ -58,22 +70,40 @@ export async function claimNext(
     const first = (await iter.next()).value as Deno.KvEntry<string> | undefined;
     if (!first) return null;
     const id = first.value;
-    const [job, depth] = await kv.getMany<[JobRecord, number]>([
+    const [job, depth, log] = await kv.getMany<[JobRecord, number, number]>([
       keys.job(id),
       keys.depth(),
+      keys.lineMeta("log"),
     ]);
     const op = kv.atomic().check(lease, first, job, depth)
-      .delete(first.key)
       .set(keys.depth(), Math.max(0, (depth.value ?? 1) - 1));
+    const change = new LineChange(op);
+    change.removeKey(first.key, id);
+    change.log(log);
     if (!job.value || job.value.status !== "queued") {
       await op.commit(); // an orphan entry: drop it and look again
       continue;
+    }
+    // A fair key is ["pending", round, seq, id]; an old-shaped one has no seq.
+    const place: Place = first.key.length === 4
+      ? [first.key[1] as number, first.key[2] as number]
+      : legacyPlace(job.value);
+    if (!isLegacy(job.value)) {
+      const [line, mine] = await kv.getMany<[ClientLine, number]>([
+        keys.lineClient(clientOf(job.value)),
+        keys.waitingSession(job.value.session),
+      ]);
+      op.check(line, mine);
+      takeFromClient(op, line.value, job.value, place);
+      countSession(op, mine, job.value.session, -1);
+      if (place[0] >= 0) op.set(keys.lineMeta("round"), place[0]);
     }
     const started: JobRecord = {
       ...job.value,
       status: "processing",
       startedAt: opts.now,
       attempts: job.value.attempts + 1,
+      place,
     };
     const res = await op
       .set(keys.job(id), started)
@@ -142,12 +172,58 @@ async function returnToQueue(
         startedAt: null,
         attempts,
       })
-        .set(keys.pending(record.createdAt, jobId), jobId)
         .set(keys.depth(), (depth.value ?? 0) + 1)
         .set(keys.progress(jobId), { progress: 0, at: now });
+      await rejoinLine(kv, op, record);
     }
   }
   await op.commit();
+}
+
+/**
+ * Adds to `op` the writes that put a taken job back at its place: the key it
+ * had when taken, its session at the front of its client's turn, the
+ * client's base back at that round; its client's other jobs keep or regain
+ * the places they had (see `_line.ts`).
+ */
+async function rejoinLine(
+  kv: Deno.Kv,
+  op: Deno.AtomicOperation,
+  job: JobRecord,
+): Promise<void> {
+  const place = job.place ?? legacyPlace(job);
+  const log = await kv.get<number>(keys.lineMeta("log"));
+  const change = new LineChange(op);
+  if (isLegacy(job) || place[0] < 0) {
+    change.add(place, job.id);
+    change.log(log);
+    return;
+  }
+  const client = clientOf(job);
+  const [line, mine] = await kv.getMany<[ClientLine, number]>([
+    keys.lineClient(client),
+    keys.waitingSession(job.session),
+  ]);
+  op.check(line, mine);
+  const sessions = (line.value?.sessions ?? []).filter(([s]) =>
+    s !== job.session
+  );
+  const back: ClientLine = {
+    seq: place[1],
+    base: place[0],
+    sessions: [[job.session, 0], ...sessions],
+  };
+  const waiting = await listClient(kv, client);
+  // Its key goes back as it was: writeClient sees it as "not yet in line".
+  const returned = {
+    id: job.id,
+    session: job.session,
+    createdAt: job.createdAt,
+    place: null,
+  };
+  writeClient(op, change, client, back, [...waiting, returned]);
+  change.log(log);
+  countSession(op, mine, job.session, 1);
 }
 
 /**

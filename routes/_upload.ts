@@ -8,7 +8,7 @@
 import { fileSource, ProbeError, probeImage } from "../media/probe.ts";
 import { SNIFF_BYTES, sniffType } from "../media/probe.ts";
 import { newJobId } from "../queue/ids.ts";
-import { createJob, type JobRecord } from "../queue/jobs.ts";
+import { createJob, type JobRecord, waitingCounts } from "../queue/jobs.ts";
 import { keys } from "../queue/keys.ts";
 import { takeSlot } from "../queue/rate.ts";
 import { remainingMs } from "../queue/view.ts";
@@ -30,15 +30,17 @@ export type UploadDeps = Pick<
 >;
 
 /**
- * Takes one upload from `request` for `session`: refuses what it can before
- * reading the body, streams the body to a temporary file, probes it, and
- * commits the job. Throws {@link ApiError} for every refusal, after which
- * nothing is queued and nothing is left on disk.
+ * Takes one upload from `request` for `session` at the address key
+ * `client` (`client_address.ts`): refuses what it can before reading the
+ * body, streams the body to a temporary file, probes it, and commits the
+ * job. Throws {@link ApiError} for every refusal, after which nothing is
+ * queued and nothing is left on disk.
  */
 export async function acceptUpload(
   deps: UploadDeps,
   request: Request,
   session: string,
+  client: string,
 ): Promise<{ job: JobRecord; position: number }> {
   const { kv, clock, store, config } = deps;
   if (deps.draining()) throw restarting();
@@ -71,6 +73,13 @@ export async function acceptUpload(
   if ((await deps.queue.state(false)).depth >= config.maxQueue) {
     throw await queueFull(deps);
   }
+  const counts = await waitingCounts(kv, client, session);
+  if (counts.session >= config.maxWaitingPerSession) {
+    throw await tooManyWaiting(deps, "session");
+  }
+  if (counts.client >= config.maxWaitingPerClient) {
+    throw await tooManyWaiting(deps, "client");
+  }
   const body = request.body;
   if (!body) throw badRequest("The request has no body: send a picture.");
 
@@ -86,6 +95,7 @@ export async function acceptUpload(
     const job: JobRecord = {
       id: newJobId(now),
       session,
+      client,
       status: "queued",
       createdAt: now,
       startedAt: null,
@@ -96,13 +106,20 @@ export async function acceptUpload(
       attempts: 0,
     };
     await incoming.keep(job.id);
-    const created = await createJob(kv, job, config.maxQueue);
+    const created = await createJob(kv, job, {
+      maxQueue: config.maxQueue,
+      maxWaitingPerSession: config.maxWaitingPerSession,
+      maxWaitingPerClient: config.maxWaitingPerClient,
+    });
     if (!created.ok) {
       await store.removeImage(job.id);
-      throw await queueFull(deps);
+      throw created.reason === "queue_full"
+        ? await queueFull(deps)
+        : await tooManyWaiting(deps, created.scope);
     }
     kept = true;
-    return { job, position: created.position };
+    const line = await deps.queue.state();
+    return { job, position: line.positions.get(job.id) ?? line.depth };
   } catch (e) {
     if (e instanceof ApiError) await countRefusedBytes(kv, sink.bytes);
     throw e;
@@ -117,6 +134,26 @@ async function queueFull(deps: Pick<UploadDeps, "queue" | "config" | "clock">) {
   return tooMany(
     "queue_full",
     `${deps.config.maxQueue} pictures are already waiting; try again when one has been made.`,
+    remainingMs(current, deps.config.modelMs, deps.clock.now()) ||
+      deps.config.modelMs,
+  );
+}
+
+/**
+ * 429 `too_many_waiting`: the session or its address has its most jobs
+ * waiting; one of them may start when the running job is done.
+ */
+async function tooManyWaiting(
+  deps: Pick<UploadDeps, "queue" | "config" | "clock">,
+  scope: "session" | "client",
+) {
+  const { current } = await deps.queue.state(false);
+  const { maxWaitingPerSession, maxWaitingPerClient } = deps.config;
+  return tooMany(
+    "too_many_waiting",
+    scope === "session"
+      ? `You already have ${maxWaitingPerSession} pictures waiting; send more when one has started.`
+      : `${maxWaitingPerClient} pictures from your network are already waiting; send more when one has started.`,
     remainingMs(current, deps.config.modelMs, deps.clock.now()) ||
       deps.config.modelMs,
   );

@@ -46,7 +46,10 @@ export async function viewJobs(
     j.status === "queued" && !known?.has(j.id)
   );
   const queue = await deps.queue.state(needsLine);
-  if (known) queue.positions = new Map([...queue.positions, ...known]);
+  if (known) {
+    const line = queue.positions;
+    queue.positions = { get: (id) => known.get(id) ?? line.get(id) };
+  }
   const running = jobs.filter((j) => j.status === "processing");
   const progress = new Map<string, Progress | null>();
   for (let i = 0; i < running.length; i += GET_MANY_MAX) {
