@@ -210,7 +210,15 @@ export function writeClient(
     return;
   }
   const { order, turn } = clientOrder(line.sessions.map(([s]) => s), after);
-  let places: Place[] = order.map((_, i) => [line.base + i, line.seq]);
+  // Round robin from the base, but a job already in line never moves to an
+  // earlier round: a change to one client's line pushes nobody else back
+  // except by the job it adds.
+  let places: Place[] = [];
+  let round = -Infinity;
+  order.forEach((j, i) => {
+    round = Math.max(line.base + i, round + 1, j.place?.[0] ?? -Infinity);
+    places.push([round, line.seq]);
+  });
   const same = (a: Place | null, b: Place) =>
     a !== null && a[0] === b[0] && a[1] === b[1];
   const moves = order.filter((j, i) => !same(j.place, places[i])).length;
@@ -262,6 +270,20 @@ export function takeFromClient(
       sessions,
     } satisfies ClientLine,
   );
+}
+
+/** One fewer waiting job of `session` in its client's counts (a cancel). */
+export function dropFromClient(
+  op: Deno.AtomicOperation,
+  client: string,
+  line: ClientLine,
+  session: string,
+): void {
+  const sessions = line.sessions.flatMap(([s, n]): [string, number][] =>
+    s !== session ? [[s, n]] : n > 1 ? [[s, n - 1]] : []
+  );
+  if (sessions.length === 0) op.delete(keys.lineClient(client));
+  else op.set(keys.lineClient(client), { ...line, sessions });
 }
 
 /** Adds `delta` to a session's waiting count (deleted at 0). */

@@ -16,6 +16,7 @@ import {
   clientOf,
   countSession,
   currentRound,
+  dropFromClient,
   isLegacy,
   legacyPlace,
   LineChange,
@@ -261,38 +262,35 @@ export async function cancelJob(
 }
 
 /**
- * Adds to `op` the writes that take a queued job out of line (a cancel):
- * its key, its client's line recomputed so the jobs behind it close up, its
- * session's count. Old records (no client) only lose their key.
+ * Adds to `op` the writes that take a queued job out of line (a cancel): its
+ * key and its place in its client's counts. No other key moves, so every
+ * position behind it drops by one and none grows; the client's own order is
+ * recomputed at its next upload. Old records (no client) only lose their key.
  */
 async function leaveLine(
   kv: Deno.Kv,
   op: Deno.AtomicOperation,
   job: JobRecord,
 ): Promise<void> {
-  const log = await kv.get<number>(keys.lineMeta("log"));
+  const client = clientOf(job);
+  const mineKey = keys.lineJob(client, job.session, job.createdAt, job.id);
+  const [log, line, mine, place] = await kv.getMany<
+    [number, ClientLine, number, Place]
+  >([
+    keys.lineMeta("log"),
+    keys.lineClient(client),
+    keys.waitingSession(job.session),
+    mineKey,
+  ]);
   const change = new LineChange(op);
-  if (isLegacy(job)) {
+  if (isLegacy(job) || !place.value) {
     change.remove(legacyPlace(job), job.id);
     change.log(log);
     return;
   }
-  const client = clientOf(job);
-  const [line, mine] = await kv.getMany<[ClientLine, number]>([
-    keys.lineClient(client),
-    keys.waitingSession(job.session),
-  ]);
-  op.check(line, mine);
-  const all = await listClient(kv, client);
-  const gone = all.filter((j) => j.id === job.id);
-  writeClient(
-    op,
-    change,
-    client,
-    line.value ?? { seq: 0, base: 0, sessions: [] },
-    all.filter((j) => j.id !== job.id),
-    gone,
-  );
+  op.check(line, mine, place).delete(mineKey);
+  change.remove(place.value, job.id);
   change.log(log);
   countSession(op, mine, job.session, -1);
+  if (line.value) dropFromClient(op, client, line.value, job.session);
 }

@@ -18,10 +18,8 @@ import {
   isLegacy,
   legacyPlace,
   LineChange,
-  listClient,
   type Place,
   takeFromClient,
-  writeClient,
 } from "./_line.ts";
 import type { JobError, JobRecord, VideoInfo } from "./jobs.ts";
 import { keys } from "./keys.ts";
@@ -182,9 +180,9 @@ async function returnToQueue(
 
 /**
  * Adds to `op` the writes that put a taken job back at its place: the key it
- * had when taken, its session at the front of its client's turn, the
- * client's base back at that round; its client's other jobs keep or regain
- * the places they had (see `_line.ts`).
+ * had when taken, its session at the front of its client's turn and the
+ * client's base back at that round, which is where the client's line stood
+ * before the job was taken. No other key moves.
  */
 async function rejoinLine(
   kv: Deno.Kv,
@@ -192,38 +190,32 @@ async function rejoinLine(
   job: JobRecord,
 ): Promise<void> {
   const place = job.place ?? legacyPlace(job);
-  const log = await kv.get<number>(keys.lineMeta("log"));
-  const change = new LineChange(op);
-  if (isLegacy(job) || place[0] < 0) {
-    change.add(place, job.id);
-    change.log(log);
-    return;
-  }
   const client = clientOf(job);
-  const [line, mine] = await kv.getMany<[ClientLine, number]>([
+  const [log, line, mine] = await kv.getMany<[number, ClientLine, number]>([
+    keys.lineMeta("log"),
     keys.lineClient(client),
     keys.waitingSession(job.session),
   ]);
-  op.check(line, mine);
-  const sessions = (line.value?.sessions ?? []).filter(([s]) =>
-    s !== job.session
-  );
-  const back: ClientLine = {
-    seq: place[1],
-    base: place[0],
-    sessions: [[job.session, 0], ...sessions],
-  };
-  const waiting = await listClient(kv, client);
-  // Its key goes back as it was: writeClient sees it as "not yet in line".
-  const returned = {
-    id: job.id,
-    session: job.session,
-    createdAt: job.createdAt,
-    place: null,
-  };
-  writeClient(op, change, client, back, [...waiting, returned]);
+  const change = new LineChange(op);
+  change.add(place, job.id);
   change.log(log);
+  if (isLegacy(job) || place[0] < 0) return;
+  op.check(line, mine)
+    .set(keys.lineJob(client, job.session, job.createdAt, job.id), place);
   countSession(op, mine, job.session, 1);
+  const sessions = line.value?.sessions ?? [];
+  const own = sessions.find(([s]) => s === job.session)?.[1] ?? 0;
+  op.set(
+    keys.lineClient(client),
+    {
+      seq: Math.min(line.value?.seq ?? place[1], place[1]),
+      base: Math.min(line.value?.base ?? place[0], place[0]),
+      sessions: [
+        [job.session, own + 1],
+        ...sessions.filter(([s]) => s !== job.session),
+      ],
+    } satisfies ClientLine,
+  );
 }
 
 /**
