@@ -4,7 +4,13 @@
  */
 import assert from "node:assert/strict";
 import { queuedJob } from "../tests/_fakes.ts";
-import { cancelJob, createJob, type JobRecord, waitingCounts } from "./jobs.ts";
+import {
+  cancelJob,
+  createJob,
+  type JobRecord,
+  migrateLegacyLine,
+  waitingCounts,
+} from "./jobs.ts";
 import { keys } from "./keys.ts";
 import { claimNext, handBack, releaseLease } from "./lease.ts";
 import { QueueView } from "./view.ts";
@@ -209,4 +215,27 @@ Deno.test("every process's copy of the line agrees with KV, also when it fell be
   }
   await line.upload("k", "s9", "10.0.0.9");
   assert.deepEqual(await line.positions(late), await line.order());
+});
+
+Deno.test("jobs queued before the fair order (no client, old keys) keep their order, ahead, after the migration at start", async () => {
+  using kv = await Deno.openKv(":memory:");
+  const line = new Line(kv);
+  const old = [queuedJob(500, "o1"), queuedJob(600, "o2")].map((j) => {
+    const { client: _, ...record } = j;
+    return record as JobRecord;
+  });
+  for (const [i, j] of old.entries()) {
+    line.names.set(j.id, `old${i + 1}`);
+    await kv.atomic().set(keys.job(j.id), j)
+      .set(["pending", j.createdAt, j.id], j.id)
+      .set(keys.depth(), i + 1).commit();
+  }
+  assert.equal(await migrateLegacyLine(kv), 2);
+  assert.equal(await migrateLegacyLine(kv), 0, "idempotent");
+  await line.upload("n1", "n", "10.0.0.1");
+  assert.deepEqual(await line.order(), ["old1", "old2", "n1"]);
+  assert.deepEqual(await line.positions(), ["old1", "old2", "n1"]);
+  assert.ok(await cancelJob(kv, old[1].id, 900, HOUR));
+  assert.equal(await line.claim(1000, true), "old1");
+  assert.equal(await line.claim(1000, true), "n1");
 });
