@@ -14,6 +14,7 @@ import {
 import { DiskStore, type Store } from "./media/store.ts";
 import { type Clock, realClock } from "./queue/clock.ts";
 import { JobHub } from "./queue/hub.ts";
+import { migrateLegacyLine } from "./queue/jobs.ts";
 import { keys } from "./queue/keys.ts";
 import { QueueView } from "./queue/view.ts";
 import { sweepExpired, sweepOrphans } from "./queue/retention.ts";
@@ -80,6 +81,8 @@ export async function startService(
   const clock = overrides.clock ?? realClock;
   const store = overrides.store ?? await new DiskStore(config.dataDir).init();
   const key = await loadKey(kv);
+  // Jobs queued by a version before the fair order keep their old order, first.
+  await migrateLegacyLine(kv);
   const hub = new JobHub(
     kv,
     config.role === "web"

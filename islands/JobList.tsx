@@ -13,6 +13,7 @@ import {
   formatDuration,
   formatPercent,
   jobError,
+  movedBackTo,
   type Shown,
   shownAt,
   stateText,
@@ -76,6 +77,10 @@ export default function JobList(props: JobListProps) {
   const shown = useRef(new Map<string, Shown>());
   const [announcement, setAnnouncement] = useState("");
   const lastAnnounced = useRef(new Map<string, string>());
+  /** The last state each job was shown in, to tell when its place moved back. */
+  const lastSeen = useRef(new Map<string, ApiJob>());
+  /** Jobs whose place moved back, with the position they moved to. */
+  const [moved, setMoved] = useState(new Map<string, number>());
   const [canNotify, setCanNotify] = useState(false);
 
   const update = (job: ApiJob) => {
@@ -136,9 +141,17 @@ export default function JobList(props: JobListProps) {
       if (lastAnnounced.current.get(job.id) === key) return;
       const first = !lastAnnounced.current.has(job.id);
       lastAnnounced.current.set(job.id, key);
+      const before = lastSeen.current.get(job.id);
+      lastSeen.current.set(job.id, job);
       if (first) return; // what was there on load is on the page already
+      const back = movedBackTo(before, job);
+      if (back !== null) {
+        setMoved((m) => new Map(m).set(job.id, back));
+      }
       setAnnouncement(
-        quarter > 0 && job.status === "processing"
+        back !== null
+          ? t(lang, "movedBackNamed", { name, n: back })
+          : quarter > 0 && job.status === "processing"
           ? t(lang, "announcePct", { name, pct: `${quarter} %` })
           : t(lang, "announceState", { name, state: stateText(lang, job) }),
       );
@@ -190,6 +203,7 @@ export default function JobList(props: JobListProps) {
                   lang={lang}
                   now={now}
                   onUpdate={update}
+                  movedTo={moved.get(job.id)}
                 />
               );
             })}
@@ -200,12 +214,14 @@ export default function JobList(props: JobListProps) {
 }
 
 function JobCard(
-  { job, shown, lang, now, onUpdate }: {
+  { job, shown, lang, now, onUpdate, movedTo }: {
     job: ApiJob;
     shown: Shown;
     lang: Lang;
     now: number;
     onUpdate: (j: ApiJob) => void;
+    /** Set when a newcomer went ahead: the position it moved back to. */
+    movedTo?: number;
   },
 ) {
   const live = !FINAL_STATUSES.has(job.status);
@@ -262,6 +278,10 @@ function JobCard(
         </span>
         <a class="open" href={`/jobs/${job.id}`}>{t(lang, "open")}</a>
       </div>
+      {job.status === "queued" && movedTo !== undefined &&
+        job.position === movedTo && (
+        <p class="moved">{t(lang, "movedBack", { n: movedTo })}</p>
+      )}
       {live && (
         <div class="progress-row">
           <div

@@ -55,6 +55,10 @@ const en = {
   err_queue_full: "The queue is full; try again in {t}.",
   err_rate_limited:
     "You have sent many pictures in a minute; try again in {t}.",
+  err_too_many_waiting:
+    "You already have many pictures waiting; send more when one has started (in about {t}).",
+  movedBack: "A newcomer went ahead of this picture (now #{n}).",
+  movedBackNamed: "{name}: a newcomer went ahead (now #{n} in line).",
   err_unavailable: "The server is restarting; try again in {t}.",
   err_insufficient_storage:
     "The server has no room for more pictures just now; try again in {t}.",
@@ -114,6 +118,10 @@ const zh: Record<Key, string> = {
   err_invalid_image: "图片已损坏、为空或过大（超过 4000 万像素）。",
   err_queue_full: "队列已满，请在 {t} 后重试。",
   err_rate_limited: "一分钟内上传太多，请在 {t} 后重试。",
+  err_too_many_waiting:
+    "你已有很多图片在排队，请等其中一张开始处理后再上传（约 {t}）。",
+  movedBack: "有新访客排到了这张图片前面（现在第 {n} 位）。",
+  movedBackNamed: "{name}：有新访客排到了前面（现在排队第 {n} 位）。",
   err_unavailable: "服务器正在重启，请在 {t} 后重试。",
   err_insufficient_storage: "服务器暂时没有空间存放更多图片，请在 {t} 后重试。",
   err_network: "上传未能到达服务器，请检查网络连接。",

@@ -100,11 +100,27 @@ export function uploadError(
     case "invalid_image":
     case "queue_full":
     case "rate_limited":
+    case "too_many_waiting":
     case "unavailable":
     case "insufficient_storage":
       return t(lang, `err_${code}`, { t: wait, size });
   }
   return t(lang, "err_other", { status });
+}
+
+/**
+ * The position a queued job moved back to, or null: the line is fair
+ * (API.md, "Order"), so a newcomer's first picture may be placed ahead of a
+ * waiting one. Compared with the last state the page showed, so each move
+ * is told once.
+ */
+export function movedBackTo(
+  before: Pick<ApiJob, "status" | "position"> | undefined,
+  next: Pick<ApiJob, "status" | "position">,
+): number | null {
+  if (before?.status !== "queued" || next.status !== "queued") return null;
+  if (before.position === null || next.position === null) return null;
+  return next.position > before.position ? next.position : null;
 }
 
 /** "1 min 35 s" / "95 秒"-style durations. */

@@ -6,6 +6,7 @@ import {
   checkFile,
   formatDuration,
   formatPercent,
+  movedBackTo,
   shownAt,
   stateText,
   uploadError,
@@ -176,4 +177,26 @@ Deno.test("upload errors become a sentence in the page's language, with the wait
 
 Deno.test("t fills the placeholders of the chosen language", () => {
   assert.equal(t("zh-CN", "inLine", { n: 2 }), "排队第 2 位");
+});
+
+Deno.test("movedBackTo tells when a waiting job's place grew (a newcomer went ahead), once, in both languages", () => {
+  const at = (position: number | null, status: ApiJob["status"] = "queued") =>
+    job({ position, status });
+  assert.equal(movedBackTo(at(3), at(4)), 4);
+  assert.equal(movedBackTo(at(4), at(4)), null, "the same place: told already");
+  assert.equal(movedBackTo(at(4), at(3)), null, "moving up is not news");
+  assert.equal(movedBackTo(undefined, at(4)), null, "first sight");
+  assert.equal(movedBackTo(at(null, "processing"), at(2)), null, "handed back");
+  assert.equal(movedBackTo(at(2), at(null, "processing")), null);
+  assert.equal(
+    t("en", "movedBack", { n: 4 }),
+    "A newcomer went ahead of this picture (now #4).",
+  );
+  assert.match(t("zh-CN", "movedBack", { n: 4 }), /第 4 位/);
+});
+
+Deno.test("uploadError explains too_many_waiting with its wait, in both languages", () => {
+  const body = { error: { code: "too_many_waiting", message: "…" } };
+  assert.match(uploadError("en", 429, body, "30", 5242880), /waiting.*30 s/);
+  assert.match(uploadError("zh-CN", 429, body, "30", 5242880), /排队.*30 秒/);
 });

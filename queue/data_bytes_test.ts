@@ -13,6 +13,14 @@ import { keys } from "./keys.ts";
 import { claimNext, finishJob } from "./lease.ts";
 import { sweepExpired, sweepOrphans } from "./retention.ts";
 
+/** The line's caps wide open but for the kept bytes. */
+const maxBytes = (maxDataBytes: number) => ({
+  maxQueue: 10,
+  maxWaitingPerSession: Infinity,
+  maxWaitingPerClient: Infinity,
+  maxDataBytes,
+});
+
 const HOUR = 3_600_000;
 const IMAGE = 937; // queuedJob's image bytes
 /** The video copies the model writes: MP4, fragments, CENC. */
@@ -27,7 +35,7 @@ const claim = (kv: Deno.Kv, now: number) =>
 async function upload(kv: Deno.Kv, store: Store, createdAt: number) {
   const job = queuedJob(createdAt);
   await putImage(store, job.id, new Uint8Array(job.image.bytes));
-  assert.equal((await createJob(kv, job, 10, 10 * IMAGE)).ok, true);
+  assert.equal((await createJob(kv, job, maxBytes(10 * IMAGE))).ok, true);
   return job;
 }
 
@@ -112,14 +120,15 @@ for (const [name, make] of Object.entries(STORES)) {
     await using t = await make();
     await upload(kv, t.store, 1000);
     const over = queuedJob(2000);
-    assert.deepEqual(await createJob(kv, over, 10, 2 * IMAGE - 1), {
+    assert.deepEqual(await createJob(kv, over, maxBytes(2 * IMAGE - 1)), {
       ok: false,
+      reason: "insufficient_storage",
       dataBytes: IMAGE,
     });
     assert.equal(await getJob(kv, over.id), null);
     assert.equal((await kv.get(keys.depth())).value, 1);
     assert.equal(await dataBytes(kv), IMAGE);
-    assert.equal((await createJob(kv, over, 10, 2 * IMAGE)).ok, true);
+    assert.equal((await createJob(kv, over, maxBytes(2 * IMAGE))).ok, true);
     assert.equal(await dataBytes(kv), 2 * IMAGE, "exactly at the cap is fine");
   });
 

@@ -11,14 +11,35 @@ import {
   type JobStatus,
 } from "../shared/api.ts";
 import { finalize } from "./_finalize.ts";
+import {
+  type ClientLine,
+  clientOf,
+  countSession,
+  currentRound,
+  dropFromClient,
+  isLegacy,
+  legacyPlace,
+  LineChange,
+  listClient,
+  type Place,
+  writeClient,
+} from "./_line.ts";
 import { getAll } from "./_kv.ts";
 import { addDataBytes, signedBytes } from "./data_bytes.ts";
 import { keys } from "./keys.ts";
+
+export { clientOf, migrateLegacyLine, UNKNOWN_CLIENT } from "./_line.ts";
 
 /** What KV stores for a job (epoch ms times); the API view is built from it. */
 export interface JobRecord {
   id: string;
   session: string;
+  /**
+   * The client address key (`routes/client_address.ts`) the job counts
+   * against and takes its turn as. Absent in records written before the fair
+   * order: read it with `clientOf`.
+   */
+  client: string;
   status: JobStatus;
   createdAt: number;
   startedAt: number | null;
@@ -34,7 +55,55 @@ export interface JobRecord {
   error: JobError | null;
   /** How many times the model has started this job. */
   attempts: number;
+  /** Its place in line when the model took it, to go back to if handed back. */
+  place?: Place;
 }
+
+/** The caps an upload is checked against, in its own commit. */
+export interface WaitingLimits {
+  maxQueue: number;
+  maxWaitingPerSession: number;
+  maxWaitingPerClient: number;
+  /** `DATA_MAX_BYTES`: the image may not take the kept bytes past it. */
+  maxDataBytes?: number;
+}
+
+/** Why {@link createJob} refused, or where the job went. */
+export type CreateResult =
+  | { ok: true; place: Place }
+  | { ok: false; reason: "queue_full"; depth: number }
+  | {
+    ok: false;
+    reason: "too_many_waiting";
+    /** Which cap: the session's own, or its address's. */
+    scope: "session" | "client";
+  }
+  | { ok: false; reason: "insufficient_storage"; dataBytes: number };
+
+/** How many jobs a session and a client address have waiting. */
+export interface WaitingCounts {
+  session: number;
+  client: number;
+}
+
+/**
+ * The waiting counts the caps apply to, in one read: a cheap check before an
+ * upload's body is read (the commit checks again, exactly).
+ */
+export async function waitingCounts(
+  kv: Deno.Kv,
+  client: string,
+  session: string,
+): Promise<WaitingCounts> {
+  const [line, mine] = await kv.getMany<[ClientLine, number]>([
+    keys.lineClient(client),
+    keys.waitingSession(session),
+  ]);
+  return { session: mine.value ?? 0, client: waitingOf(line.value) };
+}
+
+const waitingOf = (line: ClientLine | null) =>
+  line?.sessions.reduce((n, [, k]) => n + k, 0) ?? 0;
 
 /** A done job's video: the MP4's size and, when packaged, its Clear Key keys. */
 export interface VideoInfo {
@@ -53,27 +122,29 @@ export interface Progress {
 /** The tail of each KV handle's chain of job creations in this process. */
 const creating = new WeakMap<Deno.Kv, Promise<unknown>>();
 
-/** Why {@link createJob} did not create: the line or the disk is full. */
-export type CreateRefusal =
-  | { ok: false; depth: number }
-  | { ok: false; dataBytes: number };
-
 /**
- * Stores a new job and its queue entry, counts its image's bytes and rings the
- * queue, in one commit, unless `maxQueue` jobs already wait or its image
- * would take the kept bytes past `maxDataBytes`. The checks on the depth and
- * byte keys keep both caps exact across processes; within one process
- * creations take turns, so that concurrent uploads do not all retry against
- * each other.
+ * Stores a new job and its place in the fair order (`_line.ts`), counts its
+ * image's bytes and rings the queue, in one commit, unless `maxQueue` jobs
+ * already wait, its session or address has its most jobs waiting, or its
+ * image would take the kept bytes past `maxDataBytes`. The commit checks the depth
+ * key and the counters it read, so the caps are exact across processes;
+ * within one process creations take turns, so that concurrent uploads do not
+ * all retry against each other. A bare number is `maxQueue` alone.
  */
 export function createJob(
   kv: Deno.Kv,
   job: JobRecord,
-  maxQueue: number,
-  maxDataBytes = Infinity,
-): Promise<{ ok: true; position: number } | CreateRefusal> {
+  limits: number | WaitingLimits,
+): Promise<CreateResult> {
+  const caps = typeof limits === "number"
+    ? {
+      maxQueue: limits,
+      maxWaitingPerSession: Infinity,
+      maxWaitingPerClient: Infinity,
+    }
+    : limits;
   const run = (creating.get(kv) ?? Promise.resolve()).then(() =>
-    commitJob(kv, job, maxQueue, maxDataBytes)
+    commitJob(kv, job, caps)
   );
   creating.set(kv, run.catch(() => {}));
   return run;
@@ -82,30 +153,65 @@ export function createJob(
 async function commitJob(
   kv: Deno.Kv,
   job: JobRecord,
-  maxQueue: number,
-  maxDataBytes: number,
-): Promise<{ ok: true; position: number } | CreateRefusal> {
+  caps: WaitingLimits,
+): Promise<CreateResult> {
+  const client = clientOf(job);
   for (;;) {
-    const [depth, data] = await kv.getMany<[number, Deno.KvU64]>([
+    const [depth, lineEntry, mine, seq, served, log, data] = await kv.getMany<
+      [number, ClientLine, number, number, number, number, Deno.KvU64]
+    >([
       keys.depth(),
+      keys.lineClient(client),
+      keys.waitingSession(job.session),
+      keys.lineMeta("seq"),
+      keys.lineMeta("round"),
+      keys.lineMeta("log"),
       keys.dataBytes(),
     ]);
     const waiting = depth.value ?? 0;
-    if (waiting >= maxQueue) return { ok: false, depth: waiting };
-    const kept = signedBytes(data);
-    if (kept + job.image.bytes > maxDataBytes) {
-      return { ok: false, dataBytes: kept };
+    if (waiting >= caps.maxQueue) {
+      return { ok: false, reason: "queue_full", depth: waiting };
     }
-    const op = kv.atomic().check(depth, data);
-    const res = await addDataBytes(op, job.image.bytes)
+    if ((mine.value ?? 0) >= caps.maxWaitingPerSession) {
+      return { ok: false, reason: "too_many_waiting", scope: "session" };
+    }
+    if (waitingOf(lineEntry.value) >= caps.maxWaitingPerClient) {
+      return { ok: false, reason: "too_many_waiting", scope: "client" };
+    }
+    const kept = signedBytes(data);
+    if (kept + job.image.bytes > (caps.maxDataBytes ?? Infinity)) {
+      return { ok: false, reason: "insufficient_storage", dataBytes: kept };
+    }
+    const op = kv.atomic().check(depth, lineEntry, mine, seq, served, data);
+    addDataBytes(op, job.image.bytes);
+    let line = lineEntry.value;
+    const before = line ? await listClient(kv, client) : [];
+    if (!line) {
+      // A newcomer: the round now served, after every client already in it.
+      const n = (seq.value ?? 0) + 1;
+      op.set(keys.lineMeta("seq"), n);
+      line = { seq: n, base: await currentRound(kv, served), sessions: [] };
+    }
+    const change = new LineChange(op);
+    const mineNow = {
+      id: job.id,
+      session: job.session,
+      createdAt: job.createdAt,
+      place: null,
+    };
+    writeClient(op, change, client, line, [...before, mineNow]);
+    change.log(log);
+    countSession(op, mine, job.session, 1);
+    const res = await op
       .set(keys.job(job.id), job)
       .set(keys.sessionJob(job.session, job.id), job.id)
-      .set(keys.pending(job.createdAt, job.id), job.id)
       .set(keys.depth(), waiting + 1)
       .enqueue({ id: job.id })
       .commit();
-    // The newest job is last in line (keys sort by creation time).
-    if (res.ok) return { ok: true, position: waiting + 1 };
+    if (res.ok) {
+      const [round, s] = change.put.find(([, , id]) => id === job.id)!;
+      return { ok: true, place: [round, s] };
+    }
   }
 }
 
@@ -163,12 +269,46 @@ export async function cancelJob(
     if (FINAL_STATUSES.has(job.value.status)) return "final";
     const op = kv.atomic().check(job, depth);
     if (job.value.status === "queued") {
-      op.delete(keys.pending(job.value.createdAt, id))
-        .set(keys.depth(), Math.max(0, (depth.value ?? 1) - 1));
+      await leaveLine(kv, op, job.value);
+      op.set(keys.depth(), Math.max(0, (depth.value ?? 1) - 1));
     }
     const cancelled = finalize(op, job.value, now, retentionMs, {
       status: "cancelled",
     });
     if ((await op.commit()).ok) return cancelled;
   }
+}
+
+/**
+ * Adds to `op` the writes that take a queued job out of line (a cancel): its
+ * key and its place in its client's counts. No other key moves, so every
+ * position behind it drops by one and none grows; the client's own order is
+ * recomputed at its next upload. Old records (no client) only lose their key.
+ */
+async function leaveLine(
+  kv: Deno.Kv,
+  op: Deno.AtomicOperation,
+  job: JobRecord,
+): Promise<void> {
+  const client = clientOf(job);
+  const mineKey = keys.lineJob(client, job.session, job.createdAt, job.id);
+  const [log, line, mine, place] = await kv.getMany<
+    [number, ClientLine, number, Place]
+  >([
+    keys.lineMeta("log"),
+    keys.lineClient(client),
+    keys.waitingSession(job.session),
+    mineKey,
+  ]);
+  const change = new LineChange(op);
+  if (isLegacy(job) || !place.value) {
+    change.remove(legacyPlace(job), job.id);
+    change.log(log);
+    return;
+  }
+  op.check(line, mine, place).delete(mineKey);
+  change.remove(place.value, job.id);
+  change.log(log);
+  countSession(op, mine, job.session, -1);
+  if (line.value) dropFromClient(op, client, line.value, job.session);
 }

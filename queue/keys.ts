@@ -1,8 +1,10 @@
 /**
  * The one KV key schema. Every key the service reads or writes is built here.
  *
- * Pending jobs are keyed by (createdAt, id), so a list of the prefix returns
- * them in arrival order and a job's position is the number of keys before it.
+ * Pending jobs are keyed by their place in the fair order (round, seq, id),
+ * given when they join (see `_line.ts`), so a list of the prefix returns them
+ * in the order they will run and a job's position is the number of keys
+ * before it.
  */
 /**
  * The most keys one `kv.getMany` (or `kv.watch`) takes (DESIGN.md, "KV
@@ -17,10 +19,23 @@ export const keys = {
   sessionJob: (session: string, id: string) =>
     ["session_jobs", session, id] as const,
   sessionJobs: (session: string) => ["session_jobs", session] as const,
-  /** A waiting job's place in line. */
-  pending: (createdAt: number, id: string) =>
-    ["pending", createdAt, id] as const,
+  /** A waiting job's place in the fair order (`_line.ts`). */
+  pending: (round: number, seq: number, id: string) =>
+    ["pending", round, seq, id] as const,
   pendingAll: () => ["pending"] as const,
+  /** One client address's turn in the line: its join seq, base round, sessions. */
+  lineClient: (client: string) => ["line_client", client] as const,
+  /** A waiting job in its client's line, by session then upload order; value: its pending key. */
+  lineJob: (client: string, session: string, createdAt: number, id: string) =>
+    ["line_job", client, session, createdAt, id] as const,
+  lineJobs: (client: string) => ["line_job", client] as const,
+  /** How many jobs a session has waiting, over every address it used. */
+  waitingSession: (session: string) => ["waiting_session", session] as const,
+  /** Line-wide counters: the next client seq, the round last served, the log's length. */
+  lineMeta: (name: "seq" | "round" | "log") => ["line", name] as const,
+  /** One commit's changes to the pending keys, for each process's copy of the line. */
+  lineLog: (n: number) => ["line_log", n] as const,
+  lineLogAll: () => ["line_log"] as const,
   /** How many jobs are waiting; its versionstamp changes with every queue move. */
   depth: () => ["queue", "depth"] as const,
   /** The model slot: who holds it, for which job, until when. */

@@ -12,6 +12,16 @@
  */
 import { finalize } from "./_finalize.ts";
 import type { JobError } from "../shared/api.ts";
+import {
+  type ClientLine,
+  clientOf,
+  countSession,
+  isLegacy,
+  legacyPlace,
+  LineChange,
+  type Place,
+  takeFromClient,
+} from "./_line.ts";
 import type { JobRecord, VideoInfo } from "./jobs.ts";
 import { keys } from "./keys.ts";
 
@@ -59,22 +69,40 @@ export async function claimNext(
     const first = (await iter.next()).value as Deno.KvEntry<string> | undefined;
     if (!first) return null;
     const id = first.value;
-    const [job, depth] = await kv.getMany<[JobRecord, number]>([
+    const [job, depth, log] = await kv.getMany<[JobRecord, number, number]>([
       keys.job(id),
       keys.depth(),
+      keys.lineMeta("log"),
     ]);
     const op = kv.atomic().check(lease, first, job, depth)
-      .delete(first.key)
       .set(keys.depth(), Math.max(0, (depth.value ?? 1) - 1));
+    const change = new LineChange(op);
+    change.removeKey(first.key, id);
+    change.log(log);
     if (!job.value || job.value.status !== "queued") {
       await op.commit(); // an orphan entry: drop it and look again
       continue;
+    }
+    // A fair key is ["pending", round, seq, id]; an old-shaped one has no seq.
+    const place: Place = first.key.length === 4
+      ? [first.key[1] as number, first.key[2] as number]
+      : legacyPlace(job.value);
+    if (!isLegacy(job.value)) {
+      const [line, mine] = await kv.getMany<[ClientLine, number]>([
+        keys.lineClient(clientOf(job.value)),
+        keys.waitingSession(job.value.session),
+      ]);
+      op.check(line, mine);
+      takeFromClient(op, line.value, job.value, place);
+      countSession(op, mine, job.value.session, -1);
+      if (place[0] >= 0) op.set(keys.lineMeta("round"), place[0]);
     }
     const started: JobRecord = {
       ...job.value,
       status: "processing",
       startedAt: opts.now,
       attempts: job.value.attempts + 1,
+      place,
     };
     const res = await op
       .set(keys.job(id), started)
@@ -143,12 +171,52 @@ async function returnToQueue(
         startedAt: null,
         attempts,
       })
-        .set(keys.pending(record.createdAt, jobId), jobId)
         .set(keys.depth(), (depth.value ?? 0) + 1)
         .set(keys.progress(jobId), { progress: 0, at: now });
+      await rejoinLine(kv, op, record);
     }
   }
   await op.commit();
+}
+
+/**
+ * Adds to `op` the writes that put a taken job back at its place: the key it
+ * had when taken, its session at the front of its client's turn and the
+ * client's base back at that round, which is where the client's line stood
+ * before the job was taken. No other key moves.
+ */
+async function rejoinLine(
+  kv: Deno.Kv,
+  op: Deno.AtomicOperation,
+  job: JobRecord,
+): Promise<void> {
+  const place = job.place ?? legacyPlace(job);
+  const client = clientOf(job);
+  const [log, line, mine] = await kv.getMany<[number, ClientLine, number]>([
+    keys.lineMeta("log"),
+    keys.lineClient(client),
+    keys.waitingSession(job.session),
+  ]);
+  const change = new LineChange(op);
+  change.add(place, job.id);
+  change.log(log);
+  if (isLegacy(job) || place[0] < 0) return;
+  op.check(line, mine)
+    .set(keys.lineJob(client, job.session, job.createdAt, job.id), place);
+  countSession(op, mine, job.session, 1);
+  const sessions = line.value?.sessions ?? [];
+  const own = sessions.find(([s]) => s === job.session)?.[1] ?? 0;
+  op.set(
+    keys.lineClient(client),
+    {
+      seq: Math.min(line.value?.seq ?? place[1], place[1]),
+      base: Math.min(line.value?.base ?? place[0], place[0]),
+      sessions: [
+        [job.session, own + 1],
+        ...sessions.filter(([s]) => s !== job.session),
+      ],
+    } satisfies ClientLine,
+  );
 }
 
 /**

@@ -9,7 +9,7 @@ import { fileSource, ProbeError, probeImage } from "../media/probe.ts";
 import { SNIFF_BYTES, sniffType } from "../media/probe.ts";
 import { newJobId } from "../queue/ids.ts";
 import { dataBytes } from "../queue/data_bytes.ts";
-import { createJob, type JobRecord } from "../queue/jobs.ts";
+import { createJob, type JobRecord, waitingCounts } from "../queue/jobs.ts";
 import { countRefusedBytes } from "../queue/stats.ts";
 import { takeSlot } from "../queue/rate.ts";
 import { nextExpiry } from "../queue/retention.ts";
@@ -33,15 +33,17 @@ export type UploadDeps = Pick<
 >;
 
 /**
- * Takes one upload from `request` for `session`: refuses what it can before
- * reading the body, streams the body to a temporary file, probes it, and
- * commits the job. Throws {@link ApiError} for every refusal, after which
- * nothing is queued and nothing is left on disk.
+ * Takes one upload from `request` for `session` at the address key
+ * `client` (`client_address.ts`): refuses what it can before reading the
+ * body, streams the body to a temporary file, probes it, and commits the
+ * job. Throws {@link ApiError} for every refusal, after which nothing is
+ * queued and nothing is left on disk.
  */
 export async function acceptUpload(
   deps: UploadDeps,
   request: Request,
   session: string,
+  client: string,
 ): Promise<{ job: JobRecord; position: number }> {
   const { kv, clock, store, config } = deps;
   if (deps.draining()) throw restarting();
@@ -76,6 +78,13 @@ export async function acceptUpload(
   if ((await deps.queue.state(false)).depth >= config.maxQueue) {
     throw await queueFull(deps);
   }
+  const counts = await waitingCounts(kv, client, session);
+  if (counts.session >= config.maxWaitingPerSession) {
+    throw await tooManyWaiting(deps, "session");
+  }
+  if (counts.client >= config.maxWaitingPerClient) {
+    throw await tooManyWaiting(deps, "client");
+  }
   const body = request.body;
   if (!body) throw badRequest("The request has no body: send a picture.");
 
@@ -91,6 +100,7 @@ export async function acceptUpload(
     const job: JobRecord = {
       id: newJobId(now),
       session,
+      client,
       status: "queued",
       createdAt: now,
       startedAt: null,
@@ -102,19 +112,22 @@ export async function acceptUpload(
     };
     await incoming.keep(job.id);
     try {
-      const created = await createJob(
-        kv,
-        job,
-        config.maxQueue,
-        config.dataMaxBytes,
-      );
+      const created = await createJob(kv, job, {
+        maxQueue: config.maxQueue,
+        maxWaitingPerSession: config.maxWaitingPerSession,
+        maxWaitingPerClient: config.maxWaitingPerClient,
+        maxDataBytes: config.dataMaxBytes,
+      });
       if (!created.ok) {
-        throw "dataBytes" in created
+        throw created.reason === "queue_full"
+          ? await queueFull(deps)
+          : created.reason === "insufficient_storage"
           ? await storageFull(deps)
-          : await queueFull(deps);
+          : await tooManyWaiting(deps, created.scope);
       }
       kept = true;
-      return { job, position: created.position };
+      const line = await deps.queue.state();
+      return { job, position: line.positions.get(job.id) ?? line.depth };
     } finally {
       // Refused, or the commit itself failed: the image has no job.
       if (!kept) await store.removeImage(job.id);
@@ -167,6 +180,26 @@ async function storageFull(
   ];
   const wait = Math.min(...waits);
   return insufficientStorage(Number.isFinite(wait) ? wait : config.modelMs);
+}
+
+/**
+ * 429 `too_many_waiting`: the session or its address has its most jobs
+ * waiting; one of them may start when the running job is done.
+ */
+async function tooManyWaiting(
+  deps: Pick<UploadDeps, "queue" | "config" | "clock">,
+  scope: "session" | "client",
+) {
+  const { current } = await deps.queue.state(false);
+  const { maxWaitingPerSession, maxWaitingPerClient } = deps.config;
+  return tooMany(
+    "too_many_waiting",
+    scope === "session"
+      ? `You already have ${maxWaitingPerSession} pictures waiting; send more when one has started.`
+      : `${maxWaitingPerClient} pictures from your network are already waiting; send more when one has started.`,
+    remainingMs(current, deps.config.modelMs, deps.clock.now()) ||
+      deps.config.modelMs,
+  );
 }
 
 async function probeUpload(incoming: Incoming) {

@@ -61,6 +61,7 @@ Deno.test("an upload whose job cannot be committed leaves no image behind", asyn
       },
       request,
       "session",
+      "192.0.2.1",
     ),
     /KV is down/,
   );

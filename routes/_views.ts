@@ -46,7 +46,10 @@ export async function viewJobs(
     j.status === "queued" && !known?.has(j.id)
   );
   const queue = await deps.queue.state(needsLine);
-  if (known) queue.positions = new Map([...queue.positions, ...known]);
+  if (known) {
+    const line = queue.positions;
+    queue.positions = { get: (id) => known.get(id) ?? line.get(id) };
+  }
   const progress = await getProgress(
     deps.kv,
     jobs.filter((j) => j.status === "processing").map((j) => j.id),

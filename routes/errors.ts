@@ -57,7 +57,7 @@ export const tooLarge = (max: number) =>
 
 /** 429 with `Retry-After` in whole seconds (at least 1). */
 export const tooMany = (
-  code: "queue_full" | "rate_limited",
+  code: "queue_full" | "rate_limited" | "too_many_waiting",
   message: string,
   retryAfterMs: number,
 ) =>

@@ -16,8 +16,11 @@ export interface TestApp extends AsyncDisposable {
   service: Service;
   dataDir: string;
   encoder: FakeEncoder;
-  /** A new client (a new session) of this app. */
-  client(): Client;
+  /**
+   * A new client (a new session) of this app; `address`: the TCP peer the
+   * app sees (as `Deno.serve` passes it); without it the client is "unknown".
+   */
+  client(address?: string): Client;
 }
 
 /** The origin the in-process requests claim. */
@@ -43,7 +46,15 @@ export async function startApp(
     service,
     dataDir,
     encoder,
-    client: () => new Client(APP_ORIGIN, async (req) => await app.fetch(req)),
+    client: (address?: string) =>
+      new Client(
+        APP_ORIGIN,
+        async (req) =>
+          await app.fetch(
+            req,
+            address ? { remoteAddr: { hostname: address } } : undefined,
+          ),
+      ),
     async [Symbol.asyncDispose]() {
       await service.close();
       await Deno.remove(dataDir, { recursive: true });

@@ -126,10 +126,15 @@ import type { JobRecord } from "../queue/jobs.ts";
 import { newJobId } from "../queue/ids.ts";
 
 /** A queued job record as an upload would make it. */
-export function queuedJob(createdAt: number, session = "s1"): JobRecord {
+export function queuedJob(
+  createdAt: number,
+  session = "s1",
+  client = "192.0.2.1",
+): JobRecord {
   return {
     id: newJobId(createdAt),
     session,
+    client,
     status: "queued",
     createdAt,
     startedAt: null,

@@ -4,6 +4,7 @@
  * prints a markdown table and, when every section ran, writes BENCH.md.
  * Not a test: it asserts nothing.
  */
+import { fair } from "./fair.ts";
 import { ingest } from "./ingest.ts";
 import { pipeline } from "./pipeline.ts";
 import { queue } from "./queue.ts";
@@ -26,6 +27,7 @@ const SECTIONS: Record<string, Section> = {
   utilisation,
   ingest,
   queue,
+  fair,
   sse,
   video,
 };

@@ -28,6 +28,9 @@ const BATCH = 50;
 const ENV = {
   MAX_QUEUE: String(2 * JOBS),
   UPLOADS_PER_MINUTE: String(100 * JOBS),
+  // One session sends them all: the waiting caps would refuse most.
+  MAX_WAITING_PER_SESSION: String(2 * JOBS),
+  MAX_WAITING_PER_CLIENT: String(2 * JOBS),
   /** Long enough that no job finishes while the queue fills. */
   MODEL_DURATION_MS: String(10 * 60_000),
 };
