@@ -27,6 +27,46 @@ const schema = z.object({
   UPLOAD_IDLE_SECONDS: z.coerce.number().positive().default(15),
   MAX_STREAMS_PER_CLIENT: int(1).default(200),
   DATA_MAX_BYTES: int(1).default(10 * 1024 ** 3),
+  MODEL: z.enum(["simulated", "command", "cog"]).default("simulated"),
+  MODEL_COMMAND: z.string().min(1).optional(),
+  MODEL_URLS: z.string().min(1).optional(),
+  MODEL_INPUT: z.string().min(1).default("image"),
+  MODEL_INPUTS: z.string().default("{}").transform((text, ctx) => {
+    try {
+      const value = JSON.parse(text);
+      if (value && typeof value === "object" && !Array.isArray(value)) {
+        return value as Record<string, unknown>;
+      }
+    } catch { /* reported below */ }
+    ctx.addIssue({ code: "custom", message: "must be a JSON object" });
+    return z.NEVER;
+  }),
+  WEBHOOK_BASE_URL: z.url().optional(),
+  MODEL_TIMEOUT_MS: int(1).default(600_000),
+}).superRefine((e, ctx) => {
+  if (e.MODEL === "command" && !e.MODEL_COMMAND) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["MODEL_COMMAND"],
+      message: "is required with MODEL=command",
+    });
+  }
+  if (e.MODEL === "cog" && !e.MODEL_URLS) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["MODEL_URLS"],
+      message: "is required with MODEL=cog",
+    });
+  }
+  for (const url of (e.MODEL_URLS ?? "").split(",").map((u) => u.trim())) {
+    if (url && !/^https?:\/\/[^/]/.test(url)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["MODEL_URLS"],
+        message: `"${url}" is not an http(s) URL`,
+      });
+    }
+  }
 });
 
 export interface Config {
@@ -54,6 +94,19 @@ export interface Config {
   maxStreamsPerClient: number;
   /** Bytes of images and videos kept under `DATA_DIR`; past it, 507. */
   dataMaxBytes: number;
+  /** Which model runs the jobs (API.md "Models"). */
+  model: "simulated" | "command" | "cog";
+  /** `MODEL=command`: the program, run with `sh -c` per job. */
+  modelCommand: string | null;
+  /** `MODEL=cog`: one Cog server per slot. */
+  modelUrls: string[];
+  /** `MODEL=cog`: the input that takes the image, and the other inputs. */
+  modelInput: string;
+  modelInputs: Record<string, unknown>;
+  /** `MODEL=cog`: where Cog servers reach the webhook route (null: the address served). */
+  webhookBaseUrl: string | null;
+  /** A real model that runs longer fails the job with `model_timeout`. */
+  modelTimeoutMs: number;
 }
 
 /** Thrown with a one-line message naming the offending variable. */
@@ -104,5 +157,13 @@ export function loadConfig(
     uploadIdleMs: e.UPLOAD_IDLE_SECONDS * 1000,
     maxStreamsPerClient: e.MAX_STREAMS_PER_CLIENT,
     dataMaxBytes: e.DATA_MAX_BYTES,
+    model: e.MODEL,
+    modelCommand: e.MODEL_COMMAND ?? null,
+    modelUrls: (e.MODEL_URLS ?? "").split(",").map((u) => u.trim())
+      .filter(Boolean),
+    modelInput: e.MODEL_INPUT,
+    modelInputs: e.MODEL_INPUTS,
+    webhookBaseUrl: e.WEBHOOK_BASE_URL ?? null,
+    modelTimeoutMs: e.MODEL_TIMEOUT_MS,
   };
 }
