@@ -56,6 +56,9 @@ const en = {
   err_rate_limited:
     "You have sent many pictures in a minute; try again in {t}.",
   err_unavailable: "The server is restarting; try again in {t}.",
+  err_busy: "The server is receiving many pictures; try again in {t}.",
+  err_upload_timeout:
+    "The upload stalled and was stopped; check the connection and try again.",
   err_network: "The upload did not reach the server; check the connection.",
   err_other: "The upload failed (HTTP {status}); try again.",
   err_job: "The video could not be made from this picture.",
@@ -113,6 +116,8 @@ const zh: Record<Key, string> = {
   err_queue_full: "队列已满，请在 {t} 后重试。",
   err_rate_limited: "一分钟内上传太多，请在 {t} 后重试。",
   err_unavailable: "服务器正在重启，请在 {t} 后重试。",
+  err_busy: "服务器正在接收很多图片，请在 {t} 后重试。",
+  err_upload_timeout: "上传停滞，已被中止；请检查网络连接后重试。",
   err_network: "上传未能到达服务器，请检查网络连接。",
   err_other: "上传失败（HTTP {status}），请重试。",
   err_job: "无法用这张图片制作视频。",

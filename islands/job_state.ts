@@ -103,6 +103,8 @@ export function uploadError(
     case "queue_full":
     case "rate_limited":
     case "unavailable":
+    case "busy":
+    case "upload_timeout":
       return t(lang, `err_${code}`, { t: wait, size });
   }
   return t(lang, "err_other", { status });

@@ -35,6 +35,7 @@ export function jobRoutes(deps: AppDeps) {
           deps,
           c.req.raw,
           c.get("session"),
+          c.get("client"),
         );
         deps.ring();
         if (wantsPage(c)) return c.redirect(`/jobs/${job.id}`, 303);

@@ -15,8 +15,11 @@ export interface TestApp extends AsyncDisposable {
   service: Service;
   dataDir: string;
   encoder: FakeEncoder;
-  /** A new client (a new session) of this app. */
-  client(): Client;
+  /**
+   * A new client (a new session) of this app; with `peer`, its requests come
+   * from that TCP peer address (as Deno.serve's `remoteAddr`), else from none.
+   */
+  client(peer?: string): Client;
 }
 
 /** The origin the in-process requests claim. */
@@ -37,7 +40,14 @@ export async function startApp(
     service,
     dataDir,
     encoder,
-    client: () => new Client(APP_ORIGIN, async (req) => await app.fetch(req)),
+    client: (peer?: string) =>
+      new Client(APP_ORIGIN, async (req) =>
+        await app.fetch(
+          req,
+          peer
+            ? { remoteAddr: { hostname: peer, port: 0, transport: "tcp" } }
+            : undefined,
+        )),
     async [Symbol.asyncDispose]() {
       await service.close();
       await Deno.remove(dataDir, { recursive: true });
