@@ -92,6 +92,22 @@ async function assertRefused(
   return retry;
 }
 
+/** `promise`, or a failure after {@link BOUND_MS}: a bound, not a wait. */
+async function bounded<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`${what}: no answer in ${BOUND_MS} ms`)),
+      BOUND_MS,
+    );
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function tmpFiles(dataDir: string): Promise<string[]> {
   return (await Array.fromAsync(Deno.readDir(`${dataDir}/tmp`))).map((e) =>
     e.name
@@ -230,11 +246,14 @@ for (
     });
     const stalled = heldBody(first);
     // Waiting on the answer, not on a timer: it comes when the idle time ends.
-    const res = await app.client("203.0.113.5").fetch("/api/jobs", {
-      method: "POST",
-      body: stalled.stream,
-      headers: { "content-type": contentType },
-    });
+    const res = await bounded(
+      app.client("203.0.113.5").fetch("/api/jobs", {
+        method: "POST",
+        body: stalled.stream,
+        headers: { "content-type": contentType },
+      }),
+      "the stalled upload",
+    );
     const body = await res.json();
     assert.equal(res.status, 408);
     assert.equal(body.error.code, "upload_timeout");
