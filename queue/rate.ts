@@ -6,21 +6,47 @@
  */
 import { keys } from "./keys.ts";
 
+/** One counter: requests of `kind` by `who` (a session, or a client address). */
+export interface RateWindow {
+  kind: "upload" | "playback" | "client_upload";
+  who: string;
+  perMinute: number;
+}
+
 /**
  * Counts one request of `kind` for `who` (a session, or for `client_upload` a
  * client address). Returns null when allowed, or the milliseconds until the
  * window ends when the limit is reached.
  */
-export function takeSlot(
+export async function takeSlot(
   kv: Deno.Kv,
-  kind: "upload" | "playback" | "client_upload",
+  kind: RateWindow["kind"],
   who: string,
   now: number,
   perMinute: number,
 ): Promise<number | null> {
+  return (await takeSlots(kv, [{ kind, who, perMinute }], now))?.waitMs ??
+    null;
+}
+
+/**
+ * Counts one request against every window at once, in one read and one
+ * commit (an upload counts against its session and its address), or against
+ * none when one is full. Returns null when allowed, or which window is full
+ * and the milliseconds until it ends. Takes of the same last window (the
+ * most shared one, e.g. the address) wait in line in this process.
+ */
+export function takeSlots(
+  kv: Deno.Kv,
+  windows: RateWindow[],
+  now: number,
+): Promise<{ index: number; waitMs: number } | null> {
   const minute = Math.floor(now / 60_000);
-  const key = keys.rate(kind, who, minute);
-  return serially(key.join("\0"), () => take(kv, key, now, minute, perMinute));
+  const rateKeys = windows.map((w) => keys.rate(w.kind, w.who, minute));
+  return serially(
+    rateKeys.at(-1)!.join("\0"),
+    () => take(kv, windows, rateKeys, now, minute),
+  );
 }
 
 /**
@@ -40,20 +66,28 @@ function serially<T>(id: string, fn: () => Promise<T>): Promise<T> {
   return result;
 }
 
+/** A window's count outlives its minute by this, then KV drops it. */
+const EXPIRE_MS = 120_000;
+
 async function take(
   kv: Deno.Kv,
-  key: ReturnType<typeof keys.rate>,
+  windows: RateWindow[],
+  rateKeys: Deno.KvKey[],
   now: number,
   minute: number,
-  perMinute: number,
-): Promise<number | null> {
+): Promise<{ index: number; waitMs: number } | null> {
   for (;;) {
-    const entry = await kv.get<number>(key);
-    const used = entry.value ?? 0;
-    if (used >= perMinute) return (minute + 1) * 60_000 - now;
-    const res = await kv.atomic().check(entry)
-      .set(key, used + 1, { expireIn: 120_000 })
-      .commit();
-    if (res.ok) return null;
+    const entries = await kv.getMany<number[]>(rateKeys);
+    const full = entries.findIndex((e, i) =>
+      (e.value ?? 0) >= windows[i].perMinute
+    );
+    if (full >= 0) return { index: full, waitMs: (minute + 1) * 60_000 - now };
+    const op = kv.atomic();
+    entries.forEach((e, i) =>
+      op.check(e).set(rateKeys[i], (e.value ?? 0) + 1, {
+        expireIn: EXPIRE_MS,
+      })
+    );
+    if ((await op.commit()).ok) return null;
   }
 }

@@ -10,7 +10,7 @@ import { SNIFF_BYTES, sniffType } from "../media/probe.ts";
 import { newJobId } from "../queue/ids.ts";
 import { createJob, type JobRecord } from "../queue/jobs.ts";
 import { keys } from "../queue/keys.ts";
-import { takeSlot } from "../queue/rate.ts";
+import { takeSlots } from "../queue/rate.ts";
 import { remainingMs } from "../queue/view.ts";
 import type { AppDeps } from "./deps.ts";
 import {
@@ -64,32 +64,22 @@ export async function acceptUpload(
   // First, as it costs nothing: the in-flight caps (503 busy, 429). The
   // place is held until the upload is committed or refused.
   using _place = deps.inFlight.enter(client);
-  const wait = await takeSlot(
-    kv,
-    "upload",
-    session,
-    clock.now(),
-    config.uploadsPerMinute,
-  );
-  if (wait !== null) {
+  // The session's and the address's counts, in one commit (queue/rate.ts).
+  const full = await takeSlots(kv, [
+    { kind: "upload", who: session, perMinute: config.uploadsPerMinute },
+    {
+      kind: "client_upload",
+      who: client,
+      perMinute: config.uploadsPerMinutePerClient,
+    },
+  ], clock.now());
+  if (full) {
     throw tooMany(
       "rate_limited",
-      `You can send ${config.uploadsPerMinute} pictures a minute; wait a little.`,
-      wait,
-    );
-  }
-  const clientWait = await takeSlot(
-    kv,
-    "client_upload",
-    client,
-    clock.now(),
-    config.uploadsPerMinutePerClient,
-  );
-  if (clientWait !== null) {
-    throw tooMany(
-      "rate_limited",
-      `This address sent ${config.uploadsPerMinutePerClient} pictures in a minute; wait a little.`,
-      clientWait,
+      full.index === 0
+        ? `You can send ${config.uploadsPerMinute} pictures a minute; wait a little.`
+        : `This address sent ${config.uploadsPerMinutePerClient} pictures in a minute; wait a little.`,
+      full.waitMs,
     );
   }
   if ((await deps.queue.state(false)).depth >= config.maxQueue) {
