@@ -6,6 +6,7 @@
  * pretended; the real server where a socket is the point.
  */
 import assert from "node:assert/strict";
+import { type RateWindow, takeSlots } from "../queue/rate.ts";
 import { startApp, type TestApp } from "./_app.ts";
 import { Client, fixture, startServer } from "./_server.ts";
 
@@ -130,6 +131,30 @@ Deno.test("uploads per minute per client: cookie-less uploads from one address s
   assert.ok(retry <= 60, `Retry-After ${retry} is within the minute`);
   assert.equal(third.pulls, 0, "refused before a byte of the body was read");
   assert.equal((await app.client("203.0.113.8").upload(png)).status, 202);
+});
+
+Deno.test("an upload refused by its session's count uses none of its address's, and the reverse", async () => {
+  using kv = await Deno.openKv(":memory:");
+  const minute = 29_000_000 * 60_000;
+  const upload = (session: string): RateWindow[] => [
+    { kind: "upload", who: session, perMinute: 1 },
+    { kind: "client_upload", who: "203.0.113.7", perMinute: 2 },
+  ];
+  assert.equal(await takeSlots(kv, upload("s"), minute), null);
+  assert.deepEqual(await takeSlots(kv, upload("s"), minute + 45_000), {
+    index: 0,
+    waitMs: 15_000,
+  });
+  assert.equal(await takeSlots(kv, upload("t"), minute), null, "2nd of 2");
+  assert.deepEqual(await takeSlots(kv, upload("u"), minute), {
+    index: 1,
+    waitMs: 60_000,
+  });
+  // "u" was refused by the address: its own minute is untouched.
+  assert.equal(
+    await takeSlots(kv, [upload("u")[0]], minute),
+    null,
+  );
 });
 
 Deno.test("X-Forwarded-For: ignored with TRUST_PROXY=0, the proxy's entry used with TRUST_PROXY=1", async () => {
