@@ -8,6 +8,7 @@ import { HTTPException } from "hono/http-exception";
 import { secureHeaders } from "hono/secure-headers";
 import { assetRoutes } from "./routes/assets.ts";
 import type { AppDeps } from "./routes/deps.ts";
+import { clientOf } from "./routes/client_address.ts";
 import { ApiError } from "./routes/errors.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { jobRoutes } from "./routes/jobs.ts";
@@ -38,6 +39,7 @@ export function createApp(deps: AppDeps): Hono<SessionEnv> {
     // on the page's own form post, which then looks cross-site.
     referrerPolicy: "same-origin",
   }));
+  app.use(clientOf(deps.config.trustProxy));
   app.route("/", opsRoutes(deps));
   app.route("/assets", assetRoutes());
   app.use(session(deps.key, deps.config.trustProxy));

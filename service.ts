@@ -5,6 +5,7 @@
  */
 import type { Hono } from "hono";
 import { createApp } from "./app.ts";
+import { UploadsInFlight } from "./routes/limits.ts";
 import type { Config } from "./config.ts";
 import {
   ChildEncoder,
@@ -147,6 +148,7 @@ export async function startService(
     hub,
     ring: () => worker?.ring(),
     draining: () => draining,
+    inFlight: new UploadsInFlight(config),
     shutdown: shutdown.signal,
   });
 

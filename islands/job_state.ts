@@ -103,6 +103,8 @@ export function uploadError(
     case "too_many_waiting":
     case "unavailable":
     case "insufficient_storage":
+    case "busy":
+    case "upload_timeout":
       return t(lang, `err_${code}`, { t: wait, size });
   }
   return t(lang, "err_other", { status });

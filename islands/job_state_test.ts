@@ -130,6 +130,18 @@ Deno.test("upload errors become a sentence in the page's language, with the wait
     "队列已满，请在 1 分 35 秒 后重试。",
   );
   assert.equal(
+    uploadError("en", 503, { error: { code: "busy" } }, "5", max),
+    "The server is receiving many pictures; try again in 5 s.",
+  );
+  assert.equal(
+    uploadError("zh-CN", 503, { error: { code: "busy" } }, "5", max),
+    "服务器正在接收很多图片，请在 5 秒 后重试。",
+  );
+  assert.equal(
+    uploadError("en", 408, { error: { code: "upload_timeout" } }, null, max),
+    "The upload stalled and was stopped; check the connection and try again.",
+  );
+  assert.equal(
     uploadError("en", 413, { error: { code: "too_large" } }, null, max),
     "The picture is larger than 5 MiB; choose a smaller one.",
   );

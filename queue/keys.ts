@@ -48,9 +48,12 @@ export const keys = {
   finishedAll: () => ["finished"] as const,
   /** The HMAC key for session cookies and video URLs. */
   secret: () => ["meta", "secret"] as const,
-  /** Requests of one kind ("upload", "playback") a session made in one minute. */
-  rate: (kind: string, session: string, minute: number) =>
-    ["rate", kind, session, minute] as const,
+  /**
+   * Requests of one kind ("upload", "playback") a session made in one minute,
+   * or ("client_upload") a client address made.
+   */
+  rate: (kind: string, who: string, minute: number) =>
+    ["rate", kind, who, minute] as const,
   /** A playback session: its key, and the one-time right to fetch its bytes. */
   playback: (id: string) => ["playback", id] as const,
   /**
@@ -58,6 +61,13 @@ export const keys = {
    * Deno.KvU64 read as signed: `data_bytes.ts`).
    */
   dataBytes: () => ["data", "bytes"] as const,
+  /**
+   * Event streams one web process holds open for one client address, as
+   * `{count, until}` with `expireIn`, so a crashed process's count vanishes.
+   */
+  streams: (client: string, process: string) =>
+    ["streams", client, process] as const,
+  streamsOf: (client: string) => ["streams", client] as const,
   /** Counters for /metrics (Deno.KvU64). */
   stat: (name: string) => ["stats", name] as const,
 };

@@ -10,10 +10,12 @@
  * buffer, finds delimiters with a Boyer-Moore-Horspool search (Deno's
  * `Buffer#indexOf` ran at 0.3 GB/s here), and hands file
  * bytes to the sink as views of that buffer, awaiting each write before it
- * reads on: no allocation per chunk.
+ * reads on: no allocation per chunk. The buffer starts small and grows while
+ * reads fill it, so a stalled upload holds a few KiB, not 72.
  */
 import { encodeLatin1 } from "../shared/bytes.ts";
 import { badRequest } from "./errors.ts";
+import type { IdleWatch } from "./_idle.ts";
 
 /** Where file bytes go; `write` must be done with the bytes when it resolves. */
 export interface ByteSink {
@@ -21,6 +23,8 @@ export interface ByteSink {
 }
 
 const READ = 64 * 1024;
+/** The first read: a part's head fits; a stalled body holds no more. */
+const READ_FIRST = 1024;
 /** Part headers larger than this are refused. */
 const MAX_HEADERS = 8 * 1024;
 const MAX_FIELD = 4 * 1024;
@@ -113,6 +117,8 @@ export async function readMultipart(
   sink: ByteSink,
   /** The most bytes the whole body may have; past it, `tooBig()` is thrown. */
   limit: { maxBody: number; tooBig: () => Error },
+  /** Cuts the body off when no byte comes for a while (408). */
+  idle?: IdleWatch,
 ): Promise<void> {
   const delimiter = encodeLatin1(`\r\n--${boundary}`);
   const findDelimiter = horspool(delimiter);
@@ -124,7 +130,9 @@ export async function readMultipart(
   } catch {
     reader = byobOver(body);
   }
-  let memory = new ArrayBuffer(MAX_HEADERS + READ);
+  idle?.onIdle(() => void reader.cancel().catch(() => {}));
+  let size = READ_FIRST; // the next read's size; doubles while reads fill it
+  let memory = new ArrayBuffer(2 + size);
   // A CRLF before the body lets the first delimiter be found like the others.
   new Uint8Array(memory).set([13, 10]);
   let held = 2; // bytes kept from the last read at the start of `memory`
@@ -134,10 +142,23 @@ export async function readMultipart(
 
   try {
     for (;;) {
+      if (memory.byteLength < held + size) {
+        const grown = new ArrayBuffer(
+          Math.min(
+            MAX_HEADERS + READ,
+            Math.max(held + size, memory.byteLength * 2),
+          ),
+        );
+        new Uint8Array(grown).set(new Uint8Array(memory, 0, held));
+        memory = grown;
+      }
       const { done, value } = await reader.read(
-        new Uint8Array(memory, held, READ),
+        new Uint8Array(memory, held, size),
       );
+      idle?.check();
       if (value) memory = value.buffer as ArrayBuffer;
+      if (value?.length) idle?.touch();
+      if (value?.length === size && size < READ) size *= 2;
       total += value?.length ?? 0;
       if (total > limit.maxBody) throw limit.tooBig();
       const length = held + (value?.length ?? 0);

@@ -5,6 +5,7 @@ import { realClock } from "../queue/clock.ts";
 import { QueueView } from "../queue/view.ts";
 import { fixture } from "../tests/_server.ts";
 import { acceptUpload } from "./_upload.ts";
+import { UploadsInFlight } from "./limits.ts";
 
 /**
  * A KV whose job-creating commits (the ones that ring the queue) fail, as on
@@ -44,6 +45,7 @@ Deno.test("an upload whose job cannot be committed leaves no image behind", asyn
   using kv = await Deno.openKv(":memory:");
   const store = new MemoryStore();
   const broken = failingJobCommits(kv);
+  const config = loadConfig({});
   const request = new Request("http://img2vid.test/api/jobs", {
     method: "POST",
     headers: { "content-type": "image/png" },
@@ -55,9 +57,10 @@ Deno.test("an upload whose job cannot be committed leaves no image behind", asyn
         kv: broken,
         clock: realClock,
         store,
-        config: loadConfig({}),
+        config,
         queue: new QueueView(broken),
         draining: () => false,
+        inFlight: new UploadsInFlight(config),
       },
       request,
       "session",

@@ -7,6 +7,32 @@
  * are grouped by /64, the block one subscriber usually gets, so that a
  * client cannot dodge a limit by walking its own prefix.
  */
+import type { MiddlewareHandler } from "hono";
+
+/** Handlers read the client's address as `c.get("client")`. */
+export type ClientEnv = { Variables: { client: string } };
+
+/**
+ * Sets `c.var.client` for every request. Deno.serve hands Hono its
+ * `ServeHandlerInfo` as `c.env` (the TCP peer in `remoteAddr`); a request
+ * made in process (`app.fetch(req)`) has none and is client "unknown".
+ */
+export function clientOf(trustProxy: number): MiddlewareHandler<ClientEnv> {
+  return async function client(c, next) {
+    const info = c.env as
+      | { remoteAddr?: { hostname?: string } }
+      | undefined;
+    c.set(
+      "client",
+      clientAddress(
+        info?.remoteAddr?.hostname,
+        c.req.header("x-forwarded-for"),
+        trustProxy,
+      ),
+    );
+    await next();
+  };
+}
 
 /**
  * The client's address key: `a.b.c.d` or `xxxx:xxxx:xxxx:xxxx::/64`.

@@ -8,6 +8,7 @@ import type { Store } from "../media/store.ts";
 import type { Clock } from "../queue/clock.ts";
 import type { JobHub } from "../queue/hub.ts";
 import type { QueueView } from "../queue/view.ts";
+import type { UploadsInFlight } from "./limits.ts";
 
 export interface AppDeps {
   kv: Deno.Kv;
@@ -22,6 +23,8 @@ export interface AppDeps {
   ring: () => void;
   /** True once a graceful stop has begun: uploads get 503. */
   draining: () => boolean;
+  /** This process's uploads being received (the in-flight caps). */
+  inFlight: UploadsInFlight;
   /** Aborts when the process stops: event streams end so clients reconnect. */
   shutdown: AbortSignal;
 }

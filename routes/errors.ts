@@ -11,6 +11,7 @@ export class ApiError extends Error {
       | 400
       | 403
       | 404
+      | 408
       | 409
       | 413
       | 415
@@ -60,10 +61,41 @@ export const tooMany = (
   code: "queue_full" | "rate_limited" | "too_many_waiting",
   message: string,
   retryAfterMs: number,
-) =>
-  new ApiError(429, code, message, {
-    "Retry-After": String(Math.max(1, Math.ceil(retryAfterMs / 1000))),
-  });
+) => new ApiError(429, code, message, retryAfter(retryAfterMs));
+
+/** `Retry-After` in whole seconds (at least 1). */
+const retryAfter = (ms: number) => ({
+  "Retry-After": String(Math.max(1, Math.ceil(ms / 1000))),
+});
+
+/**
+ * 503 `busy` (API.md `MAX_UPLOADS_IN_FLIGHT`): this process receives as many
+ * uploads as it will at once; answered before the body is read.
+ */
+export const busy = (retryAfterMs: number) =>
+  new ApiError(
+    503,
+    "busy",
+    "The server is receiving many pictures right now; try again in a moment.",
+    retryAfter(retryAfterMs),
+  );
+
+/**
+ * 408 `upload_timeout` (API.md `UPLOAD_IDLE_SECONDS`): the body stalled. Its
+ * reader is cancelled, its file and its in-flight place given back, and the
+ * answer says `Connection: close`. (Deno 2.9's HTTP/1.1 server then waits
+ * for the client to close the socket or finish the body, which it discards;
+ * JavaScript cannot drop the socket while a body read is pending.)
+ */
+export const uploadTimeout = (idleMs: number) =>
+  new ApiError(
+    408,
+    "upload_timeout",
+    `No part of the picture arrived for ${
+      Math.round(idleMs / 100) / 10
+    } s; the upload was stopped. Try again.`,
+    { Connection: "close" },
+  );
 
 /** 507 `insufficient_storage`: `DATA_DIR` holds `DATA_MAX_BYTES`; `Retry-After` in whole seconds. */
 export const insufficientStorage = (retryAfterMs: number) =>
@@ -71,5 +103,5 @@ export const insufficientStorage = (retryAfterMs: number) =>
     507,
     "insufficient_storage",
     "The server's storage for pictures and videos is full; try again later.",
-    { "Retry-After": String(Math.max(1, Math.ceil(retryAfterMs / 1000))) },
+    retryAfter(retryAfterMs),
   );

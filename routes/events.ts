@@ -17,6 +17,7 @@ import { ownedJob } from "./_access.ts";
 import type { SessionEnv } from "./session.ts";
 import { jobIdParam } from "./_validate.ts";
 import { EventStream } from "./_sse.ts";
+import { StreamSlots } from "./_stream_slots.ts";
 import { viewSnapshot } from "./_views.ts";
 
 /** A comment line this often keeps proxies from closing an idle stream. */
@@ -39,6 +40,12 @@ export function eventRoutes(
     "kv" | "clock" | "queue" | "key" | "config" | "hub" | "shutdown"
   >,
 ) {
+  const slots = new StreamSlots(
+    deps.kv,
+    deps.clock,
+    deps.config.maxStreamsPerClient,
+    deps.shutdown,
+  );
   const rendered = new WeakMap<JobSnapshot, Promise<Rendered>>();
   const render = (snapshot: JobSnapshot, job: JobRecord) => {
     let out = rendered.get(snapshot);
@@ -79,6 +86,8 @@ export function eventRoutes(
   return new Hono<SessionEnv>().get("/:id/events", jobIdParam, async (c) => {
     const { id } = c.req.valid("param");
     await ownedJob(deps.kv, c.get("session"), id);
+    // Taken last, once nothing else can refuse; given back when the stream ends.
+    const leave = await slots.enter(c.get("client"));
     let latest: JobSnapshot | null = null;
     const slot = { wake: () => {} };
     const unsubscribe = deps.hub.subscribe(id, (snapshot) => {
@@ -88,6 +97,7 @@ export function eventRoutes(
     const stop = () => {
       unsubscribe();
       slot.wake();
+      leave(); // at once: a client that closes one stream may open another
     };
     const stream = new EventStream(stop);
     deps.shutdown.addEventListener("abort", stop);

@@ -9,7 +9,6 @@
 import { type Context, Hono } from "hono";
 import { cancelJob, listSessionJobs } from "../queue/jobs.ts";
 import { ownedJob } from "./_access.ts";
-import { clientAddress } from "./client_address.ts";
 import type { AppDeps } from "./deps.ts";
 import { ApiError, notFound } from "./errors.ts";
 import { refusedPage } from "./pages.tsx";
@@ -21,15 +20,6 @@ import { viewJobs } from "./_views.ts";
 /** A browser navigating (a form post), as opposed to a script's fetch or curl. */
 const wantsPage = (c: Context) =>
   /\btext\/html\b/.test(c.req.header("accept") ?? "");
-
-/**
- * The TCP peer's address: Hono on `Deno.serve` passes Deno's
- * `ServeHandlerInfo` as `c.env`; in-process tests may pass
- * `{ remoteAddr: { hostname } }` or nothing (then the client is "unknown").
- */
-const peerOf = (env: unknown) =>
-  (env as { remoteAddr?: { hostname?: string } } | undefined)?.remoteAddr
-    ?.hostname;
 
 export function jobRoutes(deps: AppDeps) {
   const { kv, clock, store, config } = deps;
@@ -45,11 +35,7 @@ export function jobRoutes(deps: AppDeps) {
           deps,
           c.req.raw,
           c.get("session"),
-          clientAddress(
-            peerOf(c.env),
-            c.req.header("x-forwarded-for"),
-            config.trustProxy,
-          ),
+          c.get("client"),
         );
         deps.ring();
         if (wantsPage(c)) return c.redirect(`/jobs/${job.id}`, 303);

@@ -10,7 +10,8 @@ import { publicOrigin } from "./origin.ts";
 
 export const SESSION_COOKIE = "img2vid_session";
 
-export type SessionEnv = { Variables: { session: string } };
+/** `session` from {@link session}; `client` from `clientOf` (client_address.ts). */
+export type SessionEnv = { Variables: { session: string; client: string } };
 
 /** A key for HMAC-SHA256 from raw secret bytes. */
 export function importSecret(raw: Uint8Array<ArrayBuffer>): Promise<CryptoKey> {

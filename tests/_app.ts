@@ -17,10 +17,10 @@ export interface TestApp extends AsyncDisposable {
   dataDir: string;
   encoder: FakeEncoder;
   /**
-   * A new client (a new session) of this app; `address`: the TCP peer the
-   * app sees (as `Deno.serve` passes it); without it the client is "unknown".
+   * A new client (a new session) of this app; with `peer`, its requests come
+   * from that TCP peer address (as Deno.serve's `remoteAddr`), else from none.
    */
-  client(address?: string): Client;
+  client(peer?: string): Client;
 }
 
 /** The origin the in-process requests claim. */
@@ -46,15 +46,14 @@ export async function startApp(
     service,
     dataDir,
     encoder,
-    client: (address?: string) =>
-      new Client(
-        APP_ORIGIN,
-        async (req) =>
-          await app.fetch(
-            req,
-            address ? { remoteAddr: { hostname: address } } : undefined,
-          ),
-      ),
+    client: (peer?: string) =>
+      new Client(APP_ORIGIN, async (req) =>
+        await app.fetch(
+          req,
+          peer
+            ? { remoteAddr: { hostname: peer, port: 0, transport: "tcp" } }
+            : undefined,
+        )),
     async [Symbol.asyncDispose]() {
       await service.close();
       await Deno.remove(dataDir, { recursive: true });

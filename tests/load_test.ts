@@ -10,6 +10,8 @@ Deno.test("MAX_QUEUE under 30 concurrent uploads: exactly the cap is accepted, t
   await using server = await startServer({
     MAX_QUEUE: "5",
     MODEL_DURATION_MS: "60000",
+    // All 30 come from one address: the per-client caps are not under test.
+    MAX_UPLOADS_IN_FLIGHT_PER_CLIENT: "30",
   });
   const first = new Client(server.url);
   const running = (await first.upload(await fixture("rgb.png"))).body as {

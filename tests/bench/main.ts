@@ -9,6 +9,7 @@ import { ingest } from "./ingest.ts";
 import { pipeline } from "./pipeline.ts";
 import { queue } from "./queue.ts";
 import { sse } from "./sse.ts";
+import { stalled } from "./stalled.ts";
 import { utilisation } from "./utilisation.ts";
 import { video } from "./video.ts";
 import {
@@ -26,6 +27,7 @@ const SECTIONS: Record<string, Section> = {
   pipeline,
   utilisation,
   ingest,
+  stalled,
   queue,
   fair,
   sse,

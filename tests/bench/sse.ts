@@ -36,6 +36,8 @@ export async function sse(ctx: BenchContext): Promise<Row[]> {
   await using server = await startServer({
     MODEL_DURATION_MS: String(MODEL_MS),
     UPLOADS_PER_MINUTE: String(UPLOADS_PER_MINUTE),
+    // Every listener comes from this one address: let them all in.
+    MAX_STREAMS_PER_CLIENT: String(listeners),
   });
   const client = new Client(server.url);
   // The first job runs while the listeners connect; the second is listened to

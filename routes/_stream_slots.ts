@@ -1,0 +1,129 @@
+/**
+ * The cap on open event streams per client address (API.md
+ * `MAX_STREAMS_PER_CLIENT`): each stream holds a connection and a place in
+ * the job hub, so one address must not open thousands. This process's own
+ * counts are kept in memory (the fast path: a client at its cap here is
+ * refused without asking KV) and written to KV, where the other web
+ * processes' counts are read from (queue/streams.ts).
+ */
+import type { Clock } from "../queue/clock.ts";
+import { otherStreams, putStreamCount } from "../queue/streams.ts";
+import { tooMany } from "./errors.ts";
+
+/** How long this process's count outlives its last renewal (a crash). */
+export const STREAM_COUNT_TTL_MS = 30_000;
+/** Renewals per TTL: a late one or two still leave the entry live. */
+const RENEWALS_PER_TTL = 3;
+/** A refused stream is told to try again after this. */
+const STREAM_RETRY_MS = 10_000;
+
+/** This process's open event streams, per client address. */
+export class StreamSlots {
+  readonly #process = crypto.randomUUID();
+  readonly #open = new Map<string, number>();
+  readonly #dirty = new Set<string>();
+  #flushing: Promise<void> | null = null;
+  #renew: ReturnType<typeof setInterval> | undefined;
+
+  constructor(
+    private readonly kv: Deno.Kv,
+    private readonly clock: Clock,
+    private readonly max: number,
+    /** The process stops: renewals stop, the entries expire. */
+    private readonly shutdown: AbortSignal,
+  ) {
+    shutdown.addEventListener("abort", () => this.#stopRenewing(), {
+      once: true,
+    });
+  }
+
+  /** Streams open in this process for `client`. */
+  open(client: string): number {
+    return this.#open.get(client) ?? 0;
+  }
+
+  /**
+   * Takes a place for one stream of `client`, or throws 429 `rate_limited`.
+   * Call the returned function (once or more) when the stream ends.
+   */
+  async enter(client: string): Promise<() => void> {
+    if (this.open(client) >= this.max) throw this.#refuse();
+    const others = await otherStreams(
+      this.kv,
+      client,
+      this.#process,
+      this.clock.now(),
+    );
+    if (this.open(client) + others >= this.max) throw this.#refuse();
+    this.#change(client, +1);
+    let left = false;
+    return () => {
+      if (left) return;
+      left = true;
+      this.#change(client, -1);
+    };
+  }
+
+  #stopRenewing() {
+    this.#renew = void clearInterval(this.#renew);
+  }
+
+  #refuse() {
+    return tooMany(
+      "rate_limited",
+      `This address has ${this.max} live views open; close some and try again.`,
+      STREAM_RETRY_MS,
+    );
+  }
+
+  #change(client: string, by: number) {
+    const n = this.open(client) + by;
+    if (n > 0) this.#open.set(client, n);
+    else this.#open.delete(client);
+    this.#dirty.add(client);
+    this.#flush();
+    if (this.#open.size > 0 && !this.shutdown.aborted) {
+      this.#renew ??= setInterval(() => {
+        for (const c of this.#open.keys()) this.#dirty.add(c);
+        this.#flush();
+      }, STREAM_COUNT_TTL_MS / RENEWALS_PER_TTL);
+    } else this.#stopRenewing();
+  }
+
+  /**
+   * Writes the changed counts, one flush at a time: changes that come while
+   * one is written wait for the next, so a burst of opens costs a few writes.
+   */
+  #flush() {
+    this.#flushing ??= (async () => {
+      try {
+        while (this.#dirty.size > 0) {
+          const [client] = this.#dirty;
+          this.#dirty.delete(client);
+          await putStreamCount(
+            this.kv,
+            client,
+            this.#process,
+            this.open(client),
+            this.clock.now(),
+            STREAM_COUNT_TTL_MS,
+          );
+        }
+      } catch (e) {
+        // The KV store closed under a stopping process, or failed: the next
+        // change or renewal writes again; the entries expire meanwhile.
+        if (!this.shutdown.aborted) {
+          console.error("stream counts not written:", e);
+        }
+        this.#dirty.clear();
+      } finally {
+        this.#flushing = null;
+      }
+    })();
+  }
+
+  /** Resolves once every change so far is written (for tests and shutdown). */
+  async settled(): Promise<void> {
+    while (this.#flushing) await this.#flushing;
+  }
+}
