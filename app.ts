@@ -6,7 +6,7 @@
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { secureHeaders } from "hono/secure-headers";
-import { assetRoutes } from "./routes/assets.ts";
+import { assetRoutes, faviconRoutes } from "./routes/assets.ts";
 import type { AppDeps } from "./routes/deps.ts";
 import { clientOf } from "./routes/client_address.ts";
 import { ApiError } from "./routes/errors.ts";
@@ -42,6 +42,7 @@ export function createApp(deps: AppDeps): Hono<SessionEnv> {
   app.use(clientOf(deps.config.trustProxy));
   app.route("/", opsRoutes(deps));
   app.route("/assets", assetRoutes());
+  app.route("/", faviconRoutes());
   app.use(session(deps.key, deps.config.trustProxy));
   app.use(sameOrigin(deps.config.trustProxy));
   app.route("/", pageRoutes(deps));

@@ -52,6 +52,8 @@ function Page(
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <meta name="color-scheme" content="light dark" />
         <title>{t(lang, "title")}</title>
+        <link rel="icon" href="/assets/icon.svg" type="image/svg+xml" />
+        <link rel="icon" href="/favicon.ico" sizes="32x32" />
         <link rel="stylesheet" href="/assets/app.css" />
         <script type="module" src="/assets/islands.js" defer />
       </head>

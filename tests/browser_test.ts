@@ -14,7 +14,23 @@ Deno.test({
     await using server = await startServer({ MODEL_DURATION_MS: "4000" });
     await using browser = await launch();
     const page = await browser.newPage();
+    // No request of the page fails, the icon included, and nothing is logged as an error.
+    const failed: string[] = [];
+    page.on("response", (r) => {
+      if (r.status() >= 400) failed.push(`${r.status()} ${r.url()}`);
+    });
+    page.on("console", (m) => {
+      if (m.type() === "error") failed.push(`console: ${m.text()}`);
+    });
     await openPage(page, server.url);
+    await page.waitForFunction(() =>
+      [...document.querySelectorAll<HTMLLinkElement>('link[rel="icon"]')]
+        .some((l) => l.href.endsWith("/assets/icon.svg"))
+    );
+    const icon = await page.request.get(`${server.url}/favicon.ico`);
+    assert.equal(icon.status(), 200);
+    assert.equal(icon.headers()["content-type"], "image/x-icon");
+    assert.deepEqual([...(await icon.body()).subarray(0, 4)], [0, 0, 1, 0]);
     await page.setInputFiles('input[name="image"]', FIXTURE); // uploads at once
 
     // The percentage moves: at least three different values before done.
@@ -64,5 +80,6 @@ Deno.test({
     assert.equal(await page.locator("li.job").count(), 1);
     await page.locator("li.job video").waitFor();
     await page.screenshot({ path: `${SCREENSHOTS}done.png`, fullPage: true });
+    assert.deepEqual(failed, [], "no failed request, no console error");
   },
 });
