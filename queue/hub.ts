@@ -7,6 +7,7 @@
  * `kv.watch` does not see writes from another process on the same file
  * (denoland/deno#21640), so a web-only process polls the same keys instead.
  */
+import { FINAL_STATUSES } from "../shared/api.ts";
 import type { JobRecord, Progress } from "./jobs.ts";
 import { keys } from "./keys.ts";
 
@@ -98,13 +99,21 @@ export class JobHub {
     const watched = [keys.job(id), keys.progress(id), keys.depth()];
     const toSnapshot = (
       [job, progress, depth]: Deno.KvEntryMaybe<unknown>[],
-    ): JobSnapshot => ({
-      job: job.value as JobRecord | null,
-      progress: progress.value as Progress | null,
-      version: [job, progress, depth]
-        .map((e) => e.versionstamp ?? "")
-        .reduce((a, b) => (a > b ? a : b)),
-    });
+    ): JobSnapshot => {
+      const record = job.value as JobRecord | null;
+      return {
+        job: record,
+        progress: progress.value as Progress | null,
+        // An ended job's moment is its final record's: the line moving on
+        // must not give the final event a new id (API.md, events: a
+        // reconnect with the final event's id gets 204).
+        version: record && FINAL_STATUSES.has(record.status)
+          ? job.versionstamp!
+          : [job, progress, depth]
+            .map((e) => e.versionstamp ?? "")
+            .reduce((a, b) => (a > b ? a : b)),
+      };
+    };
     if (this.mode.watch) {
       const reader = this.kv.watch(watched).getReader();
       (async () => {

@@ -215,6 +215,20 @@ async function commitJob(
   }
 }
 
+/**
+ * The id of an ended job's final event (its final record's versionstamp,
+ * as `hub.ts` sends it), or null while the job has not ended.
+ */
+export async function finalEventId(
+  kv: Deno.Kv,
+  id: string,
+): Promise<string | null> {
+  const entry = await kv.get<JobRecord>(keys.job(id));
+  return entry.value && FINAL_STATUSES.has(entry.value.status)
+    ? entry.versionstamp
+    : null;
+}
+
 export async function getJob(
   kv: Deno.Kv,
   id: string,

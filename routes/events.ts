@@ -11,7 +11,7 @@
 import { Hono } from "hono";
 import type { AppDeps } from "./deps.ts";
 import type { JobSnapshot } from "../queue/hub.ts";
-import type { JobRecord } from "../queue/jobs.ts";
+import { finalEventId, type JobRecord } from "../queue/jobs.ts";
 import { type ApiJob, FINAL_STATUSES } from "../shared/api.ts";
 import { ownedJob } from "./_access.ts";
 import type { SessionEnv } from "./session.ts";
@@ -86,6 +86,12 @@ export function eventRoutes(
   return new Hono<SessionEnv>().get("/:id/events", jobIdParam, async (c) => {
     const { id } = c.req.valid("param");
     await ownedJob(deps.kv, c.get("session"), id);
+    // A reconnect after the final event: nothing more will come (204 makes
+    // an EventSource stop reconnecting).
+    const lastId = c.req.header("last-event-id");
+    if (lastId && lastId === await finalEventId(deps.kv, id)) {
+      return c.body(null, 204);
+    }
     // Taken last, once nothing else can refuse; given back when the stream ends.
     const leave = await slots.enter(c.get("client"));
     let latest: JobSnapshot | null = null;

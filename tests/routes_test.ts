@@ -181,3 +181,36 @@ Deno.test("behind a TLS proxy (TRUST_PROXY=1): the page's https origin is same-o
     await res.body?.cancel();
   }
 });
+
+Deno.test("events: a reconnect with the final event's id gets 204, even after the line moved on; another id gets the state", async () => {
+  await using app = await startApp({ MODEL_DURATION_MS: "50" });
+  const owner = app.client();
+  const { id } = (await owner.upload(await fixture("rgb.png"))).body as {
+    id: string;
+  };
+  const { events } = await owner.events(id, (j) => j.status === "done");
+  const finalId = events.at(-1)!.id;
+  assert.ok(finalId, "events carry ids");
+  const again = await owner.fetch(`/api/jobs/${id}/events`, {
+    headers: { "last-event-id": finalId },
+  });
+  assert.equal(again.status, 204);
+  assert.equal(await again.text(), "");
+  // Another job joins and ends: the line's keys move, the finished job's id does not.
+  const other = (await owner.upload(await fixture("rgb.png"))).body as {
+    id: string;
+  };
+  await owner.events(other.id, (j) => j.status === "done");
+  const later = await owner.fetch(`/api/jobs/${id}/events`, {
+    headers: { "last-event-id": finalId },
+  });
+  assert.equal(later.status, 204);
+  await later.body?.cancel();
+  const { events: current } = await owner.events(
+    id,
+    (j) => j.status === "done",
+    { "last-event-id": "0000000000000000000000" },
+  );
+  assert.equal(current.length, 1, "the current state, straight away");
+  assert.equal(current[0].id, finalId, "under the same final id");
+});
