@@ -16,6 +16,8 @@ import { type Clock, realClock } from "./queue/clock.ts";
 import { JobHub } from "./queue/hub.ts";
 import { migrateLegacyLine } from "./queue/jobs.ts";
 import { keys } from "./queue/keys.ts";
+import type { ModelAdapter } from "./queue/models/adapter.ts";
+import { createAdapter } from "./queue/models/index.ts";
 import { QueueView } from "./queue/view.ts";
 import { sweepExpired, sweepOrphans } from "./queue/retention.ts";
 import { ModelWorker, type WorkerOptions } from "./queue/worker.ts";
@@ -25,6 +27,8 @@ export interface Service {
   kv: Deno.Kv;
   app: Hono<SessionEnv> | null;
   worker: ModelWorker | null;
+  /** This process's worker id: its lease owner, and its per-process slots' ids. */
+  workerId: string;
   hub: JobHub;
   /**
    * A graceful stop, first half: uploads get 503, event streams end, the
@@ -73,6 +77,8 @@ export async function startService(
     store?: Store;
     timings?: Partial<typeof TIMINGS>;
     onRun?: WorkerOptions["onRun"];
+    /** The model; by default the one `MODEL` names (`queue/models/index.ts`). */
+    adapter?: (deps: { clock: Clock; workerId: string }) => ModelAdapter;
   } = {},
 ): Promise<Service> {
   const timings = { ...TIMINGS, ...overrides.timings };
@@ -91,15 +97,24 @@ export async function startService(
   );
 
   let worker: ModelWorker | null = null;
+  const workerId = crypto.randomUUID();
   if (config.role !== "web") {
     if (!overrides.encoder) await ensureFfmpegInstalled();
+    const encoder = overrides.encoder ??
+      new ChildEncoder({ timeoutMs: timings.encodeTimeoutMs });
     worker = new ModelWorker({
       kv,
       clock,
       store,
-      encoder: overrides.encoder ??
-        new ChildEncoder({ timeoutMs: timings.encodeTimeoutMs }),
-      owner: crypto.randomUUID(),
+      encoder,
+      adapter: overrides.adapter?.({ clock, workerId }) ??
+        createAdapter(config, {
+          clock,
+          encoder,
+          workerId,
+        }),
+      modelTimeoutMs: config.modelTimeoutMs,
+      owner: workerId,
       modelMs: config.modelMs,
       leaseMs: config.leaseMs,
       tickMs: timings.tickMs,
@@ -143,7 +158,7 @@ export async function startService(
     store,
     config,
     key,
-    queue: new QueueView(kv),
+    queue: new QueueView(kv, { kind: config.model, clock }),
     hub,
     ring: () => worker?.ring(),
     draining: () => draining,
@@ -163,6 +178,7 @@ export async function startService(
     kv,
     app,
     worker,
+    workerId,
     hub,
     drain,
     async close() {
