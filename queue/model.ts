@@ -159,18 +159,21 @@ export async function runJob(
         // A run woken at its time usually ends now: let it, before the next
         // tick is scheduled (a macrotask comes after all of its promise steps).
         if (woke) await Promise.race([work, nextMacrotask()]);
+        // A KV hiccup (a locked file) skips one renewal; the lease outlasts
+        // several ticks, and a lease really lost says so at the next one.
         const renewal = await renewLease(kv, {
           ...holder,
           now,
           leaseMs: deps.leaseMs,
           progress: percent,
-        });
+        }).catch((e) => (logKv(job.id, e), "ok" as const));
         if (renewal !== "ok") why = renewal;
       }
       if (why !== null) {
         abort.abort(new RunStopped(why));
         if (why !== "lost") {
-          await extendLease(kv, { ...holder, now, leaseMs: deps.leaseMs });
+          await extendLease(kv, { ...holder, now, leaseMs: deps.leaseMs })
+            .catch((e) => logKv(job.id, e));
         }
         // Most models stop at once. The slot stays held meanwhile; a model
         // slower to stop is waited for tick by tick below.
@@ -179,7 +182,12 @@ export async function runJob(
       }
     } else if (why !== "lost") {
       // Told to stop and still stopping: the slot stays held meanwhile.
-      if (!await extendLease(kv, { ...holder, now, leaseMs: deps.leaseMs })) {
+      const held = await extendLease(kv, {
+        ...holder,
+        now,
+        leaseMs: deps.leaseMs,
+      }).catch((e) => (logKv(job.id, e), true));
+      if (!held) {
         why = "lost";
       }
     }
@@ -207,12 +215,13 @@ export async function runJob(
   const settled = state.settled as Settled;
   const fail = async (error: JobError) => {
     await workspace.discard();
-    await finishJob(kv, {
-      ...holder,
-      now: clock.now(),
-      retentionMs: deps.retentionMs,
-      result: { error },
-    });
+    await retryKv(deps, job.id, () =>
+      finishJob(kv, {
+        ...holder,
+        now: clock.now(),
+        retentionMs: deps.retentionMs,
+        result: { error },
+      }));
     return "failed" as const;
   };
   switch (why) {
@@ -222,7 +231,7 @@ export async function runJob(
       return why;
     case "cancelled":
       await workspace.discard();
-      await releaseLease(kv, holder, clock.now());
+      await retryKv(deps, job.id, () => releaseLease(kv, holder, clock.now()));
       return "cancelled";
     case "timeout":
       return await fail({
@@ -236,14 +245,15 @@ export async function runJob(
 
   const clearKey = await packageClearKeyCopy(workspace, job.id);
   const { bytes, stored } = await workspace.commit();
-  const kept = await finishJob(kv, {
-    ...holder,
-    now: clock.now(),
-    retentionMs: deps.retentionMs,
-    result: {
-      video: clearKey ? { bytes, stored, clearKey } : { bytes, stored },
-    },
-  });
+  const kept = await retryKv(deps, job.id, () =>
+    finishJob(kv, {
+      ...holder,
+      now: clock.now(),
+      retentionMs: deps.retentionMs,
+      result: {
+        video: clearKey ? { bytes, stored, clearKey } : { bytes, stored },
+      },
+    }));
   // Cancelled meanwhile: the videos go, and the image with them (the worker
   // removes it after any ending but a lost lease).
   if (!kept) await store.removeJob(job.id);
@@ -280,6 +290,34 @@ async function transcode(
     fragOutput: workspace.outputs.fragments,
     signal,
   });
+}
+
+/** Tries of a commit that ends a run before the error goes to the loop. */
+const KV_TRIES = 5;
+
+function logKv(id: string, e: unknown) {
+  console.error(`job ${id}: KV error (tried again):`, e);
+}
+
+/**
+ * Runs `commit` (one that ends a run), trying again a tick later on a KV
+ * error (a locked file): giving up would leave the job to its lease's
+ * expiry and a second run.
+ */
+async function retryKv<T>(
+  deps: Pick<ModelDeps, "clock" | "tickMs">,
+  id: string,
+  commit: () => Promise<T>,
+): Promise<T> {
+  for (let i = 1;; i++) {
+    try {
+      return await commit();
+    } catch (e) {
+      if (i >= KV_TRIES) throw e;
+      logKv(id, e);
+      await deps.clock.sleep(deps.tickMs);
+    }
+  }
 }
 
 /**
