@@ -53,6 +53,9 @@ export const TIMINGS = {
   orphanGraceMs: 10 * 60_000,
 };
 
+/** How many times a doorbell is passed on by workers with no idle slot. */
+export const BELL_HOPS = 3;
+
 /** The longest wait between two sweeps: leftovers do not wait long. */
 export const SWEEP_MAX_MS = 10 * 60_000;
 /** The shortest wait between two sweeps: a tiny retention does not spin. */
@@ -125,7 +128,15 @@ export async function startService(
     const w = worker;
     // The doorbell only: returns at once (DESIGN.md: handlers run concurrently
     // and are re-delivered past ~5 s).
-    kv.listenQueue(() => w.ring()).catch(() => {/* KV closed */});
+    // A worker with every slot busy passes the doorbell on, a few times at
+    // most, so that an idle worker elsewhere starts the job now rather than
+    // at its next look (`idleMs`).
+    kv.listenQueue((msg: { id?: string; hops?: number }) => {
+      const hops = msg?.hops ?? 0;
+      if (!w.ring() && hops < BELL_HOPS) {
+        kv.enqueue({ ...msg, hops: hops + 1 }).catch(() => {/* KV closed */});
+      }
+    }).catch(() => {/* KV closed */});
   }
 
   // Retention and crash leftovers. With ROLE=all nobody else writes to the

@@ -45,6 +45,8 @@ export class ModelWorker {
   /** Aborted by each ring; a loop going idle waits on the one it read before it looked. */
   #bell = new AbortController();
   #loop: Promise<void> | null = null;
+  /** Slot loops waiting for work now. */
+  #waiting = 0;
   readonly #adapter: ModelAdapter;
 
   constructor(private readonly deps: WorkerOptions) {
@@ -98,11 +100,16 @@ export class ModelWorker {
     }
   }
 
-  /** Wakes the loop if it is waiting for work. Safe to call any number of times. */
-  ring(): void {
+  /**
+   * Wakes the slots waiting for work. Safe to call any number of times.
+   * False when none was waiting (every slot busy): the doorbell is better
+   * passed on to another worker.
+   */
+  ring(): boolean {
     const bell = this.#bell;
     this.#bell = new AbortController();
     bell.abort();
+    return this.#waiting > 0;
   }
 
   /** Stops the loop; running jobs are handed back to the queue at their places. */
@@ -203,7 +210,9 @@ export class ModelWorker {
     bell.addEventListener("abort", onWake, { once: true });
     this.#stop.signal.addEventListener("abort", onWake, { once: true });
     if (bell.aborted || this.#stop.signal.aborted) wake.abort();
+    this.#waiting++;
     await this.deps.clock.sleep(ms, wake.signal);
+    this.#waiting--;
     bell.removeEventListener("abort", onWake);
     this.#stop.signal.removeEventListener("abort", onWake);
   }
