@@ -494,3 +494,27 @@ Deno.test("listSlots: a busy slot's span joins its usage when it ends; a slot wh
   const lease = await kv.get<Lease>(keys.slot("a"));
   assert.equal(lease.value, null);
 });
+
+Deno.test("/metrics shows each slot: busy while it runs a job, healthy, and its utilisation", async () => {
+  const { startApp } = await import("../tests/_app.ts");
+  const { fixture } = await import("../tests/_server.ts");
+  await using app = await startApp({ MODEL_DURATION_MS: "300" });
+  const client = app.client();
+  const slotLabel = `slot="simulated:${app.service.workerId}",kind="simulated"`;
+  const metric = async (name: string) => {
+    const text = await (await client.fetch("/metrics")).text();
+    const line = text.split("\n").find((l) =>
+      l.startsWith(`${name}{${slotLabel}}`)
+    );
+    return line === undefined ? undefined : Number(line.split(" ").at(-1));
+  };
+  const { body } = await client.upload(await fixture("rgb.png"));
+  const id = (body as { id: string }).id;
+  await client.events(id, (j) => j.status === "processing");
+  assert.equal(await metric("img2vid_slot_busy"), 1);
+  assert.equal(await metric("img2vid_slot_healthy"), 1);
+  await client.events(id, (j) => j.status === "done");
+  assert.equal(await metric("img2vid_slot_busy"), 0);
+  const used = await metric("img2vid_slot_utilisation");
+  assert.ok(used! > 0 && used! <= 1, `utilisation ${used}`);
+});
