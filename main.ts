@@ -25,7 +25,9 @@ const server = service.app
     },
   }, service.app.fetch)
   : null;
-if (!server) console.log(`worker running (ROLE=${config.role})`);
+if (!server) {
+  console.log(`worker running (ROLE=${config.role}, id ${service.workerId})`);
+}
 
 let stopping = false;
 const stop = async () => {

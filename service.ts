@@ -17,6 +17,8 @@ import { type Clock, realClock } from "./queue/clock.ts";
 import { JobHub } from "./queue/hub.ts";
 import { migrateLegacyLine } from "./queue/jobs.ts";
 import { keys } from "./queue/keys.ts";
+import type { ModelAdapter } from "./queue/models/adapter.ts";
+import { createAdapter } from "./queue/models/index.ts";
 import { QueueView } from "./queue/view.ts";
 import { sweepExpired, sweepOrphans } from "./queue/retention.ts";
 import { ModelWorker, type WorkerOptions } from "./queue/worker.ts";
@@ -26,6 +28,8 @@ export interface Service {
   kv: Deno.Kv;
   app: Hono<SessionEnv> | null;
   worker: ModelWorker | null;
+  /** This process's worker id: its lease owner, and its per-process slots' ids. */
+  workerId: string;
   hub: JobHub;
   /**
    * A graceful stop, first half: uploads get 503, event streams end, the
@@ -49,6 +53,9 @@ export const TIMINGS = {
   /** Crash leftovers younger than this may still be in use by another process. */
   orphanGraceMs: 10 * 60_000,
 };
+
+/** How many times a doorbell is passed on by workers with no idle slot. */
+export const BELL_HOPS = 3;
 
 /** The longest wait between two sweeps: leftovers do not wait long. */
 export const SWEEP_MAX_MS = 10 * 60_000;
@@ -74,6 +81,8 @@ export async function startService(
     store?: Store;
     timings?: Partial<typeof TIMINGS>;
     onRun?: WorkerOptions["onRun"];
+    /** The model; by default the one `MODEL` names (`queue/models/index.ts`). */
+    adapter?: (deps: { clock: Clock; workerId: string }) => ModelAdapter;
   } = {},
 ): Promise<Service> {
   const timings = { ...TIMINGS, ...overrides.timings };
@@ -92,15 +101,24 @@ export async function startService(
   );
 
   let worker: ModelWorker | null = null;
+  const workerId = crypto.randomUUID();
   if (config.role !== "web") {
     if (!overrides.encoder) await ensureFfmpegInstalled();
+    const encoder = overrides.encoder ??
+      new ChildEncoder({ timeoutMs: timings.encodeTimeoutMs });
     worker = new ModelWorker({
       kv,
       clock,
       store,
-      encoder: overrides.encoder ??
-        new ChildEncoder({ timeoutMs: timings.encodeTimeoutMs }),
-      owner: crypto.randomUUID(),
+      encoder,
+      adapter: overrides.adapter?.({ clock, workerId }) ??
+        createAdapter(config, {
+          clock,
+          encoder,
+          workerId,
+        }),
+      modelTimeoutMs: config.modelTimeoutMs,
+      owner: workerId,
       modelMs: config.modelMs,
       leaseMs: config.leaseMs,
       tickMs: timings.tickMs,
@@ -111,7 +129,15 @@ export async function startService(
     const w = worker;
     // The doorbell only: returns at once (DESIGN.md: handlers run concurrently
     // and are re-delivered past ~5 s).
-    kv.listenQueue(() => w.ring()).catch(() => {/* KV closed */});
+    // A worker with every slot busy passes the doorbell on, a few times at
+    // most, so that an idle worker elsewhere starts the job now rather than
+    // at its next look (`idleMs`).
+    kv.listenQueue((msg: { id?: string; hops?: number }) => {
+      const hops = msg?.hops ?? 0;
+      if (!w.ring() && hops < BELL_HOPS) {
+        kv.enqueue({ ...msg, hops: hops + 1 }).catch(() => {/* KV closed */});
+      }
+    }).catch(() => {/* KV closed */});
   }
 
   // Retention and crash leftovers. With ROLE=all nobody else writes to the
@@ -144,7 +170,7 @@ export async function startService(
     store,
     config,
     key,
-    queue: new QueueView(kv),
+    queue: new QueueView(kv, { kind: config.model, clock }),
     hub,
     ring: () => worker?.ring(),
     draining: () => draining,
@@ -165,6 +191,7 @@ export async function startService(
     kv,
     app,
     worker,
+    workerId,
     hub,
     drain,
     async close() {

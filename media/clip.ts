@@ -22,9 +22,25 @@ export interface ClipRequest {
   signal?: AbortSignal;
 }
 
+/** A model's own video to make into the contract's copies (issue 11). */
+export interface TranscodeRequest {
+  /** The model's video, any container ffmpeg reads. */
+  input: string;
+  /** The same outputs as {@link ClipRequest.output} and `fragOutput`. */
+  output: string;
+  fragOutput: string;
+  signal?: AbortSignal;
+}
+
 /** Makes a clip or throws {@link EncodeError}. */
 export interface Encoder {
   makeClip(req: ClipRequest): Promise<void>;
+  /**
+   * Makes a model's video into the outputs `makeClip` writes, with the
+   * model's own frames (the media step of `MODEL=command` and `cog`).
+   * Optional until that step lands; a worker without it fails such jobs.
+   */
+  transcode?(req: TranscodeRequest): Promise<void>;
 }
 
 export class EncodeError extends Error {

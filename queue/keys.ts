@@ -38,8 +38,21 @@ export const keys = {
   lineLogAll: () => ["line_log"] as const,
   /** How many jobs are waiting; its versionstamp changes with every queue move. */
   depth: () => ["queue", "depth"] as const,
-  /** The model slot: who holds it, for which job, until when. */
+  /**
+   * The one model slot's lease before slots (issue 11): read only, so that a
+   * job left running by an older version is taken up again.
+   */
   lease: () => ["lease", "model"] as const,
+  /** A model slot's lease: who runs which job on it, until when (`lease.ts`). */
+  slot: (id: string) => ["slot", id] as const,
+  slotAll: () => ["slot"] as const,
+  /** A slot's heartbeat while a worker offers it, with `expireIn` (`slots.ts`). */
+  slotAlive: (id: string) => ["slot_alive", id] as const,
+  slotAliveAll: () => ["slot_alive"] as const,
+  /** A slot's recent busy spans, for its utilisation (`slots.ts`). */
+  slotUsage: (id: string) => ["slot_usage", id] as const,
+  /** The last run times of one model kind's done jobs, for `etaSeconds`. */
+  runTimes: (kind: string) => ["run_times", kind] as const,
   /** The running job's progress, written ≥ 4×/s apart from the record. */
   progress: (id: string) => ["progress", id] as const,
   /** Ended jobs by end time, for the retention sweep. */

@@ -1,14 +1,17 @@
 /**
- * The model slot and its lease: who may run the model, for which job, until
- * when. Only the holder of an unexpired lease runs the model; it renews the
+ * Model slots and their leases (DESIGN.md, "Slots, not one lease"): who runs
+ * which job on which slot, until when. Each slot is a KV key of its own
+ * (`["slot", id]`); a worker takes the first pending job *and* a free slot in
+ * one atomic commit, so any number of workers share any number of slots and
+ * two workers offering the same slot never run two jobs on it. Only the
+ * holder of an unexpired lease runs the model on that slot; it renews the
  * lease while it works, and a lease that runs out (its worker died) puts the
- * job back in line. Every change is one atomic commit checked against the
- * lease it read.
+ * job back in line, whichever worker notices first: every change is one
+ * atomic commit checked against the lease it read.
  *
- * Each function names the lease it acts on by a {@link LeaseHolder} (or, for
- * a claim, the owner alone), so that a slot id can join the holder and the
- * lease key when the service grows several model slots, without changing
- * what callers pass around.
+ * Each function names the lease it acts on by a {@link LeaseHolder}: the
+ * owner, the job and the slot ({@link DEFAULT_SLOT} when not named, the one
+ * slot of the tests written before slots).
  */
 import { finalize } from "./_finalize.ts";
 import type { JobError } from "../shared/api.ts";
@@ -24,45 +27,122 @@ import {
 } from "./_line.ts";
 import type { JobRecord, VideoInfo } from "./jobs.ts";
 import { keys } from "./keys.ts";
+import type { SlotInfo } from "./models/adapter.ts";
 
-/** The model slot. Only the holder of an unexpired lease runs the model. */
+/** A model slot's lease. Only the holder of an unexpired lease runs the model. */
 export interface Lease {
   owner: string;
   jobId: string;
   startedAt: number;
   expiresAt: number;
+  /** The slot's id and kind (absent in a lease written before slots). */
+  slot?: string;
+  kind?: SlotInfo["kind"];
 }
 
-/** Who holds a lease, and for which job: what every lease change checks. */
+/** Who holds a lease, for which job, on which slot: what every lease change checks. */
 export interface LeaseHolder {
   /** The worker's id. */
   owner: string;
   jobId: string;
+  /** The slot's id; {@link DEFAULT_SLOT} when not given. */
+  slot?: string;
+}
+
+/** The slot of a caller that names none (one model, as before slots). */
+export const DEFAULT_SLOT = "model";
+/** Done runs kept per model kind for the average run time (`etaSeconds`). */
+export const RUN_TIMES_KEPT = 20;
+/** Busy spans kept per slot for its utilisation (`slots.ts`). */
+export const USAGE_SPANS_KEPT = 100;
+
+/** A slot's recent busy spans, oldest first (`keys.slotUsage`). */
+export interface SlotUsage {
+  spans: [start: number, end: number][];
 }
 
 /** A job is started at most this many times (crashes count) before it fails. */
 export const MAX_ATTEMPTS = 3;
 
-/** When the model slot's current lease runs out, or null when it is free. */
-export async function leaseExpiry(kv: Deno.Kv): Promise<number | null> {
-  return (await kv.get<Lease>(keys.lease())).value?.expiresAt ?? null;
+/**
+ * When a lease runs out next: `slot`'s, or with no slot named the earliest
+ * of every slot's (a dead worker's slot is noticed by any worker); null when
+ * none is held.
+ */
+export async function leaseExpiry(
+  kv: Deno.Kv,
+  slot?: string,
+): Promise<number | null> {
+  if (slot !== undefined) {
+    return (await kv.get<Lease>(keys.slot(slot))).value?.expiresAt ?? null;
+  }
+  let first: number | null = null;
+  for (const { value } of await allLeases(kv)) {
+    if (first === null || value.expiresAt < first) first = value.expiresAt;
+  }
+  return first;
+}
+
+/** Every slot's lease, and the lease of a version before slots if one is left. */
+async function allLeases(kv: Deno.Kv): Promise<Deno.KvEntry<Lease>[]> {
+  const out = await Array.fromAsync(
+    kv.list<Lease>({ prefix: keys.slotAll() }),
+  );
+  const legacy = await kv.get<Lease>(keys.lease());
+  if (legacy.value) out.push(legacy as Deno.KvEntry<Lease>);
+  return out;
 }
 
 /**
- * Takes the oldest waiting job for `owner`, or returns null when the slot is
- * held by an unexpired lease or nothing waits. A lease that expired (its
- * worker died) first puts its job back in line, or fails it after
- * {@link MAX_ATTEMPTS}.
+ * Puts the jobs of every expired lease (their workers died) back in line,
+ * or fails them after {@link MAX_ATTEMPTS}. Any worker may call it: each
+ * lease is returned by one commit checked against it, so a job is taken up
+ * again exactly once. Reads the slot leases only (a few keys).
+ */
+export async function reclaimExpired(
+  kv: Deno.Kv,
+  now: number,
+  retentionMs: number,
+): Promise<number> {
+  let returned = 0;
+  for (const lease of await allLeases(kv)) {
+    if (lease.value.expiresAt > now) continue;
+    if (await returnToQueue(kv, lease, now, retentionMs, false)) returned++;
+  }
+  return returned;
+}
+
+/**
+ * Takes the first waiting job for `owner` on `slot`, or returns null when
+ * that slot is held by an unexpired lease or nothing waits. Expired leases
+ * of any slot (their workers died) first put their jobs back in line, or
+ * fail them after {@link MAX_ATTEMPTS}.
  */
 export async function claimNext(
   kv: Deno.Kv,
-  opts: { owner: string; now: number; leaseMs: number; retentionMs: number },
+  opts: {
+    owner: string;
+    /** The slot to run it on; {@link DEFAULT_SLOT} when not given. */
+    slot?: string;
+    kind?: SlotInfo["kind"];
+    now: number;
+    leaseMs: number;
+    retentionMs: number;
+  },
 ): Promise<JobRecord | null> {
+  const slot = opts.slot ?? DEFAULT_SLOT;
+  await reclaimExpired(kv, opts.now, opts.retentionMs);
   for (;;) {
-    const lease = await kv.get<Lease>(keys.lease());
+    const lease = await kv.get<Lease>(keys.slot(slot));
     if (lease.value && lease.value.expiresAt > opts.now) return null;
     if (lease.value) {
-      await returnToQueue(kv, lease, opts.now, opts.retentionMs, false);
+      await returnToQueue(
+        kv,
+        lease as Deno.KvEntry<Lease>,
+        opts.now,
+        opts.retentionMs,
+        false,
+      );
       continue;
     }
     const iter = kv.list<string>({ prefix: keys.pendingAll() }, { limit: 1 });
@@ -108,12 +188,14 @@ export async function claimNext(
       .set(keys.job(id), started)
       .set(keys.progress(id), { progress: 0, at: opts.now })
       .set(
-        keys.lease(),
+        keys.slot(slot),
         {
           owner: opts.owner,
           jobId: id,
           startedAt: opts.now,
           expiresAt: opts.now + opts.leaseMs,
+          slot,
+          kind: opts.kind ?? "simulated",
         } satisfies Lease,
       )
       .commit();
@@ -130,14 +212,49 @@ export async function handBack(
   holder: LeaseHolder,
   now: number,
 ): Promise<void> {
-  const lease = await kv.get<Lease>(keys.lease());
-  if (!lease.value || !ownsLease(lease.value, holder)) return;
-  await returnToQueue(kv, lease as Deno.KvEntry<Lease>, now, 0, true);
+  for (;;) {
+    const lease = await kv.get<Lease>(slotKey(holder));
+    if (!lease.value || !ownsLease(lease.value, holder)) return;
+    if (await returnToQueue(kv, lease as Deno.KvEntry<Lease>, now, 0, true)) {
+      return;
+    }
+  }
 }
+
+const slotKey = (holder: Pick<LeaseHolder, "slot">) =>
+  keys.slot(holder.slot ?? DEFAULT_SLOT);
+
+/**
+ * Adds to `op` the end of a lease: the slot's key goes, and its busy span
+ * joins the slot's recent usage (`usage` as read, checked). A lease of a
+ * version before slots has no usage.
+ */
+function endLease(
+  op: Deno.AtomicOperation,
+  lease: Deno.KvEntry<Lease>,
+  usage: Deno.KvEntryMaybe<SlotUsage> | null,
+  now: number,
+): void {
+  op.delete(lease.key);
+  const slot = lease.value.slot;
+  if (!usage || slot === undefined) return;
+  const spans = [
+    ...(usage.value?.spans ?? []),
+    [lease.value.startedAt, Math.max(lease.value.startedAt, now)],
+  ].slice(-USAGE_SPANS_KEPT) as SlotUsage["spans"];
+  op.check(usage).set(keys.slotUsage(slot), { spans } satisfies SlotUsage);
+}
+
+/** The usage entry of a lease's slot, or null for a lease without a slot. */
+const usageOf = (kv: Deno.Kv, lease: Lease) =>
+  lease.slot === undefined
+    ? Promise.resolve(null)
+    : kv.get<SlotUsage>(keys.slotUsage(lease.slot));
 
 /**
  * Puts a lease's job back at its place in line with its progress at 0, or
- * fails it after {@link MAX_ATTEMPTS} starts (an expired lease: its worker died).
+ * fails it after {@link MAX_ATTEMPTS} starts (an expired lease: its worker
+ * died). False when the lease changed meanwhile (someone else returned it).
  */
 async function returnToQueue(
   kv: Deno.Kv,
@@ -145,13 +262,14 @@ async function returnToQueue(
   now: number,
   retentionMs: number,
   refund: boolean,
-): Promise<void> {
+): Promise<boolean> {
   const { jobId } = lease.value;
   const [job, depth] = await kv.getMany<[JobRecord, number]>([
     keys.job(jobId),
     keys.depth(),
   ]);
-  const op = kv.atomic().check(lease, job, depth).delete(keys.lease());
+  const op = kv.atomic().check(lease, job, depth);
+  endLease(op, lease, await usageOf(kv, lease.value), now);
   const record = job.value;
   if (record?.status === "processing") {
     if (!refund && record.attempts >= MAX_ATTEMPTS) {
@@ -176,7 +294,7 @@ async function returnToQueue(
       await rejoinLine(kv, op, record);
     }
   }
-  await op.commit();
+  return (await op.commit()).ok;
 }
 
 /**
@@ -235,16 +353,34 @@ export async function renewLease(
   opts: LeaseHolder & { now: number; leaseMs: number; progress: number },
 ): Promise<LeaseRenewal> {
   const [lease, job] = await kv.getMany<[Lease, JobRecord]>([
-    keys.lease(),
+    slotKey(opts),
     keys.job(opts.jobId),
   ]);
   if (!ownsLease(lease.value, opts)) return "lost";
   if (job.value?.status !== "processing") return "cancelled";
   const res = await kv.atomic().check(lease)
-    .set(keys.lease(), { ...lease.value!, expiresAt: opts.now + opts.leaseMs })
+    .set(slotKey(opts), { ...lease.value!, expiresAt: opts.now + opts.leaseMs })
     .set(keys.progress(opts.jobId), { progress: opts.progress, at: opts.now })
     .commit();
   return res.ok ? "ok" : "lost";
+}
+
+/**
+ * Extends the holder's lease whatever became of its job: the slot stays held
+ * while a model that was told to stop (cancel, timeout, graceful stop) is
+ * still stopping, so that no other job starts on it meanwhile. False when
+ * the lease was lost.
+ */
+export async function extendLease(
+  kv: Deno.Kv,
+  opts: LeaseHolder & { now: number; leaseMs: number },
+): Promise<boolean> {
+  const lease = await kv.get<Lease>(slotKey(opts));
+  if (!ownsLease(lease.value, opts)) return false;
+  const res = await kv.atomic().check(lease)
+    .set(slotKey(opts), { ...lease.value!, expiresAt: opts.now + opts.leaseMs })
+    .commit();
+  return res.ok;
 }
 
 const ownsLease = (lease: Lease | null, holder: LeaseHolder) =>
@@ -253,8 +389,9 @@ const ownsLease = (lease: Lease | null, holder: LeaseHolder) =>
 
 /**
  * Ends the job the holder runs (`done` with its video, or `failed`) and frees
- * the slot. A job cancelled meanwhile stays cancelled; false if the lease was
- * lost or the job was no longer running.
+ * the slot. A done run's time (from the claim) joins its model kind's recent
+ * run times in the same commit. A job cancelled meanwhile stays cancelled;
+ * false if the lease was lost or the job was no longer running.
  */
 export async function finishJob(
   kv: Deno.Kv,
@@ -266,12 +403,25 @@ export async function finishJob(
 ): Promise<boolean> {
   for (;;) {
     const [lease, job] = await kv.getMany<[Lease, JobRecord]>([
-      keys.lease(),
+      slotKey(opts),
       keys.job(opts.jobId),
     ]);
     if (!ownsLease(lease.value, opts)) return false;
-    const op = kv.atomic().check(lease, job).delete(keys.lease());
+    const held = lease as Deno.KvEntry<Lease>;
+    const op = kv.atomic().check(held, job);
+    endLease(op, held, await usageOf(kv, held.value), opts.now);
     const running = job.value?.status === "processing";
+    if (running && "video" in opts.result) {
+      const kind = held.value.kind ?? "simulated";
+      const times = await kv.get<number[]>(keys.runTimes(kind));
+      op.check(times).set(
+        keys.runTimes(kind),
+        [
+          ...(times.value ?? []),
+          Math.max(0, opts.now - held.value.startedAt),
+        ].slice(-RUN_TIMES_KEPT),
+      );
+    }
     if (running) {
       finalize(
         op,
@@ -287,12 +437,22 @@ export async function finishJob(
   }
 }
 
-/** Frees the slot without touching the job (after a cancel). */
+/**
+ * Frees the slot without touching the job (after a cancel); with `now`, the
+ * time it was held counts as busy in the slot's usage.
+ */
 export async function releaseLease(
   kv: Deno.Kv,
   holder: LeaseHolder,
+  now?: number,
 ): Promise<void> {
-  const lease = await kv.get<Lease>(keys.lease());
-  if (!ownsLease(lease.value, holder)) return;
-  await kv.atomic().check(lease).delete(keys.lease()).commit();
+  for (;;) {
+    const lease = await kv.get<Lease>(slotKey(holder));
+    if (!ownsLease(lease.value, holder)) return;
+    const held = lease as Deno.KvEntry<Lease>;
+    const op = kv.atomic().check(held);
+    if (now === undefined) op.delete(held.key);
+    else endLease(op, held, await usageOf(kv, held.value), now);
+    if ((await op.commit()).ok) return;
+  }
 }

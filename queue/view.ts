@@ -1,14 +1,17 @@
 /**
  * The API's Job JSON (API.md), computed from KV so that every process and a
  * restart give the same answer: position from the pending keys (the fair
- * order, `_line.ts`), ETA from the position, the model time and what is left
- * of the running job.
+ * order, `_line.ts`), ETA from the position, the live model slots, the
+ * recent average run time and what is left of the running jobs.
  */
 import type { ApiJob } from "../shared/api.ts";
 import type { LineLogEntry } from "./_line.ts";
+import { type Clock, realClock } from "./clock.ts";
 import type { JobRecord, Progress } from "./jobs.ts";
 import { keys } from "./keys.ts";
 import type { Lease } from "./lease.ts";
+import type { SlotInfo } from "./models/adapter.ts";
+import { liveSlots, readSlots } from "./slots.ts";
 
 /** A waiting job's position (1 = next), if it waits. */
 export interface Positions {
@@ -21,7 +24,14 @@ export interface QueueState {
   version: string | null;
   depth: number;
   positions: Positions;
+  /** The running job that started first (ends first), or null. */
   current: Lease | null;
+  /** Every running job's lease. */
+  running: Lease[];
+  /** Slots that take work (at least the busy ones); 0 when no worker is up. */
+  liveSlots: number;
+  /** The recent done runs' average time, or null before the first. */
+  averageMs: number | null;
 }
 
 /** A pending key without its prefix: `[round, seq, id]`. */
@@ -96,17 +106,41 @@ export class QueueView {
   /** The last log entry applied to #line; -1 before the first listing. */
   #applied = -1;
   #sync: Promise<void> | null = null;
+  /** One read of the slots shared by the callers that ask meanwhile (a burst of events). */
+  #slots: ReturnType<typeof readSlots> | null = null;
+  readonly #kind: SlotInfo["kind"];
+  readonly #clock: Clock;
 
-  constructor(private readonly kv: Deno.Kv) {}
+  constructor(
+    private readonly kv: Deno.Kv,
+    /** The model whose run times the ETA averages; the clock heartbeats are read by. */
+    opts: { kind?: SlotInfo["kind"]; clock?: Clock } = {},
+  ) {
+    this.#kind = opts.kind ?? "simulated";
+    this.#clock = opts.clock ?? realClock;
+  }
 
   /**
-   * Depth, the running job's lease and, unless `positions` is false, every
-   * waiting job's position.
+   * Depth, the running jobs' leases, the live slots, the average run time
+   * and, unless `positions` is false, every waiting job's position. Costs
+   * one `getMany` and two lists of the slots (a few keys), never a list of
+   * the line once this process's copy of it is made.
    */
   async state(positions = true): Promise<QueueState> {
-    const [depth, lease, log] = await this.kv.getMany<
-      [number, Lease, number]
-    >([keys.depth(), keys.lease(), keys.lineMeta("log")]);
+    this.#slots ??= readSlots(this.kv, this.#clock.now()).finally(() =>
+      this.#slots = null
+    );
+    const slots = this.#slots;
+    const [depth, log, times] = await this.kv.getMany<
+      [number, number, number[]]
+    >([keys.depth(), keys.lineMeta("log"), keys.runTimes(this.#kind)]);
+    const read = await slots;
+    // A lease of a version before slots, until a worker reclaims it.
+    const legacy = read.leases.size === 0
+      ? (await this.kv.get<Lease>(keys.lease())).value
+      : null;
+    const running = [...read.leases.values(), ...(legacy ? [legacy] : [])]
+      .sort((a, b) => a.startedAt - b.startedAt);
     if (positions) {
       while (this.#applied < (log.value ?? 0)) {
         this.#sync ??= this.#catchUp().finally(() => (this.#sync = null));
@@ -117,7 +151,12 @@ export class QueueView {
       version: depth.versionstamp,
       depth: depth.value ?? 0,
       positions: positions ? this.#line : new Map(),
-      current: lease.value,
+      current: running[0] ?? null,
+      running,
+      liveSlots: liveSlots(read),
+      averageMs: times.value?.length
+        ? times.value.reduce((a, b) => a + b, 0) / times.value.length
+        : null,
     };
   }
 
@@ -172,10 +211,44 @@ export function remainingMs(
 }
 
 /**
+ * When each of the slots is free next, soonest first, in ms from `now`:
+ * each running job takes `averageMs` from its start, and the other live
+ * slots are free now. At least one slot, so that a line with no worker up
+ * still gets an estimate.
+ */
+export function slotFreeTimes(
+  queue: Pick<QueueState, "running" | "liveSlots">,
+  averageMs: number,
+  now: number,
+): number[] {
+  const busy = queue.running.map((l) => remainingMs(l, averageMs, now));
+  const idle = Math.max(1, queue.liveSlots, busy.length) - busy.length;
+  return [...busy, ...Array<number>(idle).fill(0)].sort((a, b) => a - b);
+}
+
+/**
+ * Milliseconds until the job at `position` (1 = next) is done: slot `k`
+ * runs jobs from its free time `free[k]` every `averageMs`. Each free time
+ * lies within one run of now, so the starts in order are the slots' free
+ * times round by round: the p-th start is `free[(p-1) mod S]` plus
+ * `floor((p-1) / S)` runs. O(1) given the free times.
+ */
+export function queuedEtaMs(
+  position: number,
+  free: readonly number[],
+  averageMs: number,
+): number {
+  const i = Math.max(0, position - 1);
+  const s = free.length;
+  return free[i % s] + Math.floor(i / s) * averageMs + averageMs;
+}
+
+/**
  * The API view of a job.
  *
- * ETA: queued = what is left of the running job + position × model time;
- * processing = model time − elapsed.
+ * ETA, with A the recent average run time (`modelMs` before any run):
+ * queued = when the slot it will run on is free ({@link queuedEtaMs}) + A;
+ * processing = A − elapsed.
  */
 export function toApiJob(
   job: JobRecord,
@@ -192,18 +265,20 @@ export function toApiJob(
   let position: number | null = null;
   let etaSeconds: number | null = null;
   let progress = 0;
+  const average = ctx.queue.averageMs ?? ctx.modelMs;
   if (job.status === "queued") {
     position = ctx.queue.positions.get(job.id) ?? ctx.queue.depth;
     etaSeconds = Math.ceil(
-      (remainingMs(ctx.queue.current, ctx.modelMs, ctx.now) +
-        position * ctx.modelMs) / 1000,
+      queuedEtaMs(
+        position,
+        slotFreeTimes(ctx.queue, average, ctx.now),
+        average,
+      ) / 1000,
     );
   } else if (job.status === "processing") {
     progress = Math.min(99, ctx.progress?.progress ?? 0);
     const started = job.startedAt ?? ctx.now;
-    etaSeconds = Math.ceil(
-      Math.max(0, started + ctx.modelMs - ctx.now) / 1000,
-    );
+    etaSeconds = Math.ceil(Math.max(0, started + average - ctx.now) / 1000);
   } else if (job.status === "done") {
     progress = 100;
   }

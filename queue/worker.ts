@@ -1,12 +1,30 @@
 /**
- * The one worker loop that owns the model slot. The KV queue is only a
- * doorbell: `listenQueue` runs handlers concurrently and hands a message out
- * again when its handler runs past ~5 s (DESIGN.md), so the handler just
- * rings, and this loop claims the oldest pending job with an atomic check.
- * A timer rings too, for KV Connect (no queue delivery) and after a crash.
+ * The worker loop: one per process, running up to one job on each model
+ * slot it offers (`ModelAdapter.slots`) at once. Each slot claims the first
+ * pending job together with its own lease (`lease.ts`), so several workers
+ * may offer the same slot and run at most one job on it. The KV queue is
+ * only a doorbell: `listenQueue` runs handlers concurrently and hands a
+ * message out again when its handler runs past ~5 s (DESIGN.md), so the
+ * handler just rings, and the loop claims with an atomic check. A timer
+ * rings too, for KV Connect (no queue delivery) and after a crash.
  */
-import { claimNext, handBack, leaseExpiry } from "./lease.ts";
-import { type ModelDeps, runJob, type RunOutcome } from "./model.ts";
+import { getAll } from "./_kv.ts";
+import { keys } from "./keys.ts";
+import {
+  claimNext,
+  handBack,
+  type Lease,
+  leaseExpiry,
+  reclaimExpired,
+} from "./lease.ts";
+import {
+  defaultAdapter,
+  type ModelDeps,
+  runJob,
+  type RunOutcome,
+} from "./model.ts";
+import type { ModelAdapter, SlotInfo } from "./models/adapter.ts";
+import { beat } from "./slots.ts";
 
 export interface WorkerOptions extends ModelDeps {
   /** Look for work at least this often without a doorbell. */
@@ -15,70 +33,167 @@ export interface WorkerOptions extends ModelDeps {
   onRun?: (id: string, outcome: RunOutcome) => void;
 }
 
+/** A slot's health as this worker last saw it, for its heartbeat. */
+interface SlotHealth {
+  up: number;
+  healthy: boolean | null;
+  since: number;
+}
+
 export class ModelWorker {
   #stop = new AbortController();
+  /** Aborted by each ring; a loop going idle waits on the one it read before it looked. */
   #bell = new AbortController();
   #loop: Promise<void> | null = null;
+  /** Slot loops waiting for work now. */
+  #waiting = 0;
+  readonly #adapter: ModelAdapter;
 
-  constructor(private readonly deps: WorkerOptions) {}
+  constructor(private readonly deps: WorkerOptions) {
+    this.#adapter = defaultAdapter(deps);
+  }
+
+  /** The slots this worker offers. */
+  get slots(): readonly SlotInfo[] {
+    return this.#adapter.slots;
+  }
 
   /** Starts the loop; it runs until {@link stop}. */
   start(): this {
-    this.#loop ??= this.#run();
+    this.#loop ??= (async () => {
+      await this.#settleLeases().catch((e) =>
+        console.error("worker: reading the leases at start:", e)
+      );
+      await Promise.all(this.#adapter.slots.map((slot) => this.#runSlot(slot)));
+    })();
     return this;
   }
 
-  /** Wakes the loop if it is waiting for work. Safe to call any number of times. */
-  ring(): void {
-    this.#bell.abort();
+  /**
+   * Before its first claim, waits until every lease held at start is either
+   * renewed (its worker is alive) or expired and its job put back at its
+   * place. A worker restarted after a crash thus runs the job it was cut
+   * off from first, as with one lease, instead of starting the next job on
+   * a new slot while the old one waits out its lease. Waits at most one
+   * `LEASE_MS`, and not at all when no lease is held.
+   */
+  async #settleLeases(): Promise<void> {
+    const { kv, clock } = this.deps;
+    let waiting = await Array.fromAsync(
+      kv.list<Lease>({ prefix: keys.slotAll() }),
+    );
+    const legacy = await kv.get<Lease>(keys.lease());
+    if (legacy.value) waiting.push(legacy as Deno.KvEntry<Lease>);
+    while (waiting.length > 0 && !this.#stop.signal.aborted) {
+      const now = clock.now();
+      const again = await getAll<Lease>(kv, waiting.map((e) => e.key));
+      waiting = waiting.filter((e, i) =>
+        again[i].versionstamp === e.versionstamp && e.value.expiresAt > now
+      );
+      await reclaimExpired(kv, now, this.deps.retentionMs);
+      if (waiting.length === 0) return;
+      const next = Math.min(...waiting.map((e) => e.value.expiresAt));
+      await this.#idle(
+        Math.max(1, Math.min(this.deps.tickMs, next - now + 1)),
+        new AbortController().signal,
+      );
+    }
   }
 
-  /** Stops the loop; a running job is handed back to the queue at its place. */
+  /**
+   * Wakes the slots waiting for work. Safe to call any number of times.
+   * False when none was waiting (every slot busy): the doorbell is better
+   * passed on to another worker.
+   */
+  ring(): boolean {
+    const bell = this.#bell;
+    this.#bell = new AbortController();
+    bell.abort();
+    return this.#waiting > 0;
+  }
+
+  /** Stops the loop; running jobs are handed back to the queue at their places. */
   async stop(): Promise<void> {
     this.#stop.abort();
     await this.#loop;
   }
 
-  async #run(): Promise<void> {
+  async #runSlot(slot: SlotInfo): Promise<void> {
+    const now = this.deps.clock.now();
+    const health: SlotHealth = { up: now, healthy: null, since: now };
     while (!this.#stop.signal.aborted) {
+      const bell = this.#bell.signal;
       try {
-        await this.#once();
+        await this.#once(slot, health, bell);
       } catch (e) {
-        // A KV hiccup (a locked file, a dropped connection) must not end the
-        // loop, let alone the process: log it and look again shortly. A job
-        // left running is taken up again when its lease runs out.
-        console.error("worker:", e);
-        await this.#idle(this.deps.idleMs);
+        // A KV hiccup (a locked file, a dropped connection) or a model's
+        // health check gone wrong must not end the loop, let alone the
+        // process: log it and look again shortly. A job left running is
+        // taken up again when its lease runs out.
+        console.error(`worker (${slot.id}):`, e);
+        await this.#idle(this.deps.idleMs, bell);
       }
     }
   }
 
-  /** Claims and runs one job, or waits for the doorbell when there is none. */
-  async #once(): Promise<void> {
+  /**
+   * Claims and runs one job on `slot`, or waits for the doorbell when there
+   * is none or the slot is unhealthy. `bell` was read before looking, so a
+   * ring meanwhile is not missed.
+   */
+  async #once(
+    slot: SlotInfo,
+    health: SlotHealth,
+    bell: AbortSignal,
+  ): Promise<void> {
     const { kv, clock } = this.deps;
-    this.#bell = new AbortController();
+    const healthy = await this.#adapter.healthy(slot, this.#stop.signal)
+      .catch((e) => {
+        console.error(`worker (${slot.id}): health check:`, e);
+        return false;
+      });
+    const now = clock.now();
+    if (healthy !== health.healthy) {
+      health.healthy = healthy;
+      health.since = now;
+    }
+    await beat(kv, slot, {
+      owner: this.deps.owner,
+      healthy,
+      up: health.up,
+      since: health.since,
+      now,
+      ttlMs: 2 * this.deps.idleMs + this.deps.leaseMs,
+    });
+    if (!healthy) {
+      await this.#idle(this.deps.idleMs, bell);
+      return;
+    }
     const job = await claimNext(kv, {
       owner: this.deps.owner,
-      now: clock.now(),
+      slot: slot.id,
+      kind: slot.kind,
+      now,
       leaseMs: this.deps.leaseMs,
       retentionMs: this.deps.retentionMs,
     });
     if (!job) {
-      // A slot held by a lease (perhaps of a dead worker) is looked at
-      // again the moment that lease runs out.
+      // A lease of any slot (perhaps of a dead worker) is looked at again
+      // the moment it runs out.
       const expiry = await leaseExpiry(kv);
       await this.#idle(
         expiry === null
           ? this.deps.idleMs
           : Math.min(this.deps.idleMs, Math.max(1, expiry - clock.now() + 1)),
+        bell,
       );
       return;
     }
-    const outcome = await runJob(this.deps, job, this.#stop.signal);
+    const outcome = await runJob(this.deps, job, this.#stop.signal, slot);
     if (outcome === "stopped") {
       await handBack(
         kv,
-        { owner: this.deps.owner, jobId: job.id },
+        { owner: this.deps.owner, jobId: job.id, slot: slot.id },
         clock.now(),
       );
     } else if (outcome !== "lost") {
@@ -89,11 +204,16 @@ export class ModelWorker {
   }
 
   /** Sleeps until `ms` pass, the doorbell rings or the loop is stopped. */
-  async #idle(ms: number): Promise<void> {
-    const wake = this.#bell;
-    const onStop = () => wake.abort();
-    this.#stop.signal.addEventListener("abort", onStop, { once: true });
+  async #idle(ms: number, bell: AbortSignal): Promise<void> {
+    const wake = new AbortController();
+    const onWake = () => wake.abort();
+    bell.addEventListener("abort", onWake, { once: true });
+    this.#stop.signal.addEventListener("abort", onWake, { once: true });
+    if (bell.aborted || this.#stop.signal.aborted) wake.abort();
+    this.#waiting++;
     await this.deps.clock.sleep(ms, wake.signal);
-    this.#stop.signal.removeEventListener("abort", onStop);
+    this.#waiting--;
+    bell.removeEventListener("abort", onWake);
+    this.#stop.signal.removeEventListener("abort", onWake);
   }
 }

@@ -2,9 +2,18 @@
 import { Hono } from "hono";
 import type { AppDeps } from "./deps.ts";
 import { dataBytes } from "../queue/data_bytes.ts";
+import { listSlots } from "../queue/slots.ts";
 import { pingStore, readStats } from "../queue/stats.ts";
 
-export function opsRoutes(deps: Pick<AppDeps, "kv" | "queue" | "hub">) {
+/** A Prometheus label value, quoted (a Cog URL may hold anything). */
+const label = (v: string) =>
+  `"${
+    v.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("\n", "\\n")
+  }"`;
+
+export function opsRoutes(
+  deps: Pick<AppDeps, "kv" | "queue" | "hub" | "clock">,
+) {
   return new Hono()
     .get("/healthz", async (c) => {
       try {
@@ -16,14 +25,41 @@ export function opsRoutes(deps: Pick<AppDeps, "kv" | "queue" | "hub">) {
     })
     .get("/metrics", async (c) => {
       const stats = await readStats(deps.kv);
-      const { depth, current } = await deps.queue.state(false);
+      const { depth, running } = await deps.queue.state(false);
+      const slots = await listSlots(deps.kv, deps.clock.now());
+      const perSlot = (
+        name: string,
+        help: string,
+        value: (s: (typeof slots)[number]) => number,
+      ) => [
+        `# HELP ${name} ${help}`,
+        `# TYPE ${name} gauge`,
+        ...slots.map((s) =>
+          `${name}{slot=${label(s.id)},kind=${label(s.kind)}} ${value(s)}`
+        ),
+      ];
       const lines = [
         "# HELP img2vid_queue_depth Jobs waiting for the model (the running one not counted).",
         "# TYPE img2vid_queue_depth gauge",
         `img2vid_queue_depth ${depth}`,
-        "# HELP img2vid_model_busy Whether the model is running a job.",
+        "# HELP img2vid_model_busy Model slots running a job.",
         "# TYPE img2vid_model_busy gauge",
-        `img2vid_model_busy ${current ? 1 : 0}`,
+        `img2vid_model_busy ${running.length}`,
+        ...perSlot(
+          "img2vid_slot_busy",
+          "Whether a live model slot is running a job.",
+          (s) => s.state === "busy" ? 1 : 0,
+        ),
+        ...perSlot(
+          "img2vid_slot_healthy",
+          "Whether a live model slot takes work (its health check passes).",
+          (s) => s.state === "unhealthy" ? 0 : 1,
+        ),
+        ...perSlot(
+          "img2vid_slot_utilisation",
+          "A slot's busy time over wall time in the last 10 minutes (0..1).",
+          (s) => Math.round(s.utilisation * 1000) / 1000,
+        ),
         "# HELP img2vid_jobs_total Jobs by final state.",
         "# TYPE img2vid_jobs_total counter",
         `img2vid_jobs_total{state="done"} ${stats.jobs_done}`,

@@ -1,5 +1,8 @@
-/** Test doubles: a clock that moves only when told, an encoder that does not encode. */
-import type { ClipRequest, Encoder } from "../media/clip.ts";
+/**
+ * Test doubles: a clock that moves only when told, an encoder that does not
+ * encode, a model whose runs end when the test says.
+ */
+import type { ClipRequest, Encoder, TranscodeRequest } from "../media/clip.ts";
 import { EncodeError } from "../media/clip.ts";
 import type { Clock } from "../queue/clock.ts";
 
@@ -120,9 +123,130 @@ export class FakeEncoder implements Encoder {
       this.running--;
     }
   }
+
+  /** A model's video "made into" the contract's copies: the fixture again. */
+  async transcode(req: TranscodeRequest): Promise<void> {
+    this.transcoded.push(req.input);
+    if (this.fail) throw this.fail;
+    const clip = new URL("./fixtures/clip.frag.mp4", import.meta.url);
+    await Deno.copyFile(clip, req.output);
+    await Deno.copyFile(clip, req.fragOutput);
+  }
+
+  /** The model outputs given to {@link transcode}, in order. */
+  transcoded: string[] = [];
+}
+
+/**
+ * What the fake models of one test saw, shared by several {@link FakeModel}s
+ * (two workers offering one slot): runs in progress by slot, the most at
+ * once, each job's run count.
+ */
+export class ModelLog {
+  /** Slot id → the jobs running on it now. */
+  readonly bySlot = new Map<string, Set<string>>();
+  readonly runs = new Map<string, number>();
+  /** Why each aborted run was aborted (the signal's reason). */
+  readonly aborted = new Map<string, unknown>();
+  running = 0;
+  maxRunning = 0;
+  maxPerSlot = 0;
+  #waiters: (() => void)[] = [];
+
+  start(slot: string, job: string): void {
+    const on = this.bySlot.get(slot) ?? new Set();
+    on.add(job);
+    this.bySlot.set(slot, on);
+    this.runs.set(job, (this.runs.get(job) ?? 0) + 1);
+    this.running++;
+    this.maxRunning = Math.max(this.maxRunning, this.running);
+    this.maxPerSlot = Math.max(this.maxPerSlot, on.size);
+    for (const w of this.#waiters.splice(0)) w();
+  }
+
+  end(slot: string, job: string): void {
+    this.bySlot.get(slot)?.delete(job);
+    this.running--;
+  }
+
+  /** The jobs running now. */
+  jobs(): string[] {
+    return [...this.bySlot.values()].flatMap((s) => [...s]);
+  }
+
+  /** Resolves once `job` is running (any slot). */
+  async untilRunning(job: string): Promise<void> {
+    while (!this.jobs().includes(job)) {
+      await new Promise<void>((r) => this.#waiters.push(r));
+    }
+  }
+}
+
+/**
+ * A model adapter whose runs end when the test calls {@link finish} (a
+ * video, then transcoded by the encoder) or {@link fail}, and which
+ * honours the abort signal at once. Slots can be marked unhealthy.
+ */
+export class FakeModel implements ModelAdapter {
+  readonly unhealthy = new Set<string>();
+  #pending = new Map<
+    string,
+    { resolve: () => void; reject: (e: unknown) => void }
+  >();
+
+  constructor(
+    readonly slots: SlotInfo[],
+    readonly log: ModelLog = new ModelLog(),
+  ) {}
+
+  healthy(slot: SlotInfo): Promise<boolean> {
+    return Promise.resolve(!this.unhealthy.has(slot.id));
+  }
+
+  async run(slot: SlotInfo, run: ModelRun): Promise<ModelResult> {
+    const id = run.job.id;
+    this.log.start(slot.id, id);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.#pending.set(id, { resolve, reject });
+        const onAbort = () => {
+          this.log.aborted.set(id, run.signal.reason);
+          reject(run.signal.reason);
+        };
+        if (run.signal.aborted) onAbort();
+        run.signal.addEventListener("abort", onAbort, { once: true });
+      });
+      await Deno.writeTextFile(run.output, `video of ${id}`);
+      return "video";
+    } finally {
+      this.#pending.delete(id);
+      this.log.end(slot.id, id);
+    }
+  }
+
+  /** Whether `job` runs on this model now. */
+  has(job: string): boolean {
+    return this.#pending.has(job);
+  }
+
+  /** Ends `job`'s run well. */
+  finish(job: string): void {
+    this.#pending.get(job)!.resolve();
+  }
+
+  /** Ends `job`'s run with `error`. */
+  fail(job: string, error: unknown): void {
+    this.#pending.get(job)!.reject(error);
+  }
 }
 
 import type { JobRecord } from "../queue/jobs.ts";
+import type {
+  ModelAdapter,
+  ModelResult,
+  ModelRun,
+  SlotInfo,
+} from "../queue/models/adapter.ts";
 import { newJobId } from "../queue/ids.ts";
 
 /** A queued job record as an upload would make it. */

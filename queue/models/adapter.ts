@@ -24,10 +24,23 @@ export interface ModelRun {
    * file in the job's workspace.
    */
   readonly output: string;
+  /**
+   * Where the contract's clip goes when the model makes it itself (the
+   * simulated model, result `"clip"`): the MP4 and its fragmented copy.
+   */
+  readonly clip: { readonly video: string; readonly fragments: string };
   /** Reports 0-100; the worker keeps it monotonic and below 100 until done. */
   progress(percent: number): void;
   /** Aborts on cancel, graceful stop or `MODEL_TIMEOUT_MS` (see its reason). */
   readonly signal: AbortSignal;
+  /**
+   * For a model whose run is a function of time (the simulated one): calls
+   * `onTick(now)` at each of the worker's ticks and resolves at the first
+   * tick at or after `at` (the worker's clock), which the worker schedules
+   * a tick on; rejects with the signal's reason on abort. The worker's tick
+   * is then the run's only timer.
+   */
+  wait(at: number, onTick?: (now: number) => void): Promise<void>;
 }
 
 /**
