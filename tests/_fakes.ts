@@ -1,5 +1,5 @@
 /** Test doubles: a clock that moves only when told, an encoder that does not encode. */
-import type { ClipRequest, Encoder } from "../media/clip.ts";
+import type { ClipRequest, Encoder, TranscodeRequest } from "../media/clip.ts";
 import { EncodeError } from "../media/clip.ts";
 import type { Clock } from "../queue/clock.ts";
 
@@ -77,6 +77,7 @@ export class FakeClock implements Clock {
  */
 export class FakeEncoder implements Encoder {
   calls: ClipRequest[] = [];
+  transcodes: TranscodeRequest[] = [];
   running = 0;
   maxRunning = 0;
   fail: EncodeError | null = null;
@@ -91,8 +92,18 @@ export class FakeEncoder implements Encoder {
     this.#held = null;
   }
 
-  async makeClip(req: ClipRequest): Promise<void> {
+  makeClip(req: ClipRequest): Promise<void> {
     this.calls.push(req);
+    return this.#encode(req);
+  }
+
+  /** As {@link makeClip}: the model's video is not read, the fixture is copied. */
+  transcode(req: TranscodeRequest): Promise<void> {
+    this.transcodes.push(req);
+    return this.#encode(req);
+  }
+
+  async #encode(req: TranscodeRequest): Promise<void> {
     this.running++;
     this.maxRunning = Math.max(this.maxRunning, this.running);
     try {
