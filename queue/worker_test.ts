@@ -27,6 +27,7 @@ async function setup(makeStore: () => Promise<TestStore>) {
       inputs.push(await Deno.readTextFile(req.input).catch(() => "(none)"));
       return fake.makeClip(req);
     },
+    transcode: (req) => fake.transcode(req),
   };
   const stored = await makeStore();
   const store = stored.store;
