@@ -25,6 +25,8 @@ export const MAX_OUTPUT_BYTES = 100 * 1024 * 1024;
 export const OUTPUT_CHECK_MS = 1_000;
 /** How often a stopping group is looked at to see whether it is gone. */
 const GROUP_POLL_MS = 50;
+/** How long a killed group may take to go before the slot moves on. */
+const KILL_WAIT_MS = 5_000;
 /** How long the pipes may stay open once the group is gone (an escapee holds them). */
 const DRAIN_MS = 1_000;
 /** A job's error quotes at most this much of the program's last line. */
@@ -232,9 +234,14 @@ export async function endGroup(group: number, graceMs: number): Promise<void> {
   signalGroup(group, "SIGTERM");
   const deadline = Date.now() + graceMs;
   while (groupAlive(group) && Date.now() < deadline) await pause();
-  // SIGKILL cannot be ignored; a process in an uninterruptible wait ends
-  // when the wait does.
+  // SIGKILL cannot be ignored, but a process in an uninterruptible wait (a
+  // driver call) ends only when the wait does: the slot does not wait for ever.
+  const given = Date.now() + KILL_WAIT_MS;
   while (groupAlive(group)) {
+    if (Date.now() > given) {
+      console.error(`model process group ${group} outlived SIGKILL`);
+      return;
+    }
     signalGroup(group, "SIGKILL");
     await pause();
   }
