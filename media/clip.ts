@@ -1,7 +1,10 @@
 /**
  * Makes the 5-frame clip (API.md, "The video") with ffmpeg.wasm in a child
- * Deno process per job, killed when it overruns or the job is cancelled.
+ * Deno process per job, killed when it overruns or the job is cancelled; and
+ * turns a real model's own video into the same contract's MP4 (API.md
+ * "Models"), in the same kind of child.
  */
+import { ModelError } from "../queue/models/adapter.ts";
 import type { FfmpegSpec } from "./ffmpeg_child.ts";
 
 export interface ClipRequest {
@@ -22,12 +25,13 @@ export interface ClipRequest {
   signal?: AbortSignal;
 }
 
-/** A model's own video to make into the contract's copies (issue 11). */
+/** A model's own video to make into the contract's clip. */
 export interface TranscodeRequest {
-  /** The model's video, any container ffmpeg reads. */
+  /** The model's video, any container and codec ffmpeg reads. */
   input: string;
-  /** The same outputs as {@link ClipRequest.output} and `fragOutput`. */
+  /** Where the MP4 goes (faststart, for `video.url`); written only if the encode succeeds. */
   output: string;
+  /** Where the same frames go as fragmented MP4, as in {@link ClipRequest}. */
   fragOutput: string;
   signal?: AbortSignal;
 }
@@ -36,11 +40,12 @@ export interface TranscodeRequest {
 export interface Encoder {
   makeClip(req: ClipRequest): Promise<void>;
   /**
-   * Makes a model's video into the outputs `makeClip` writes, with the
-   * model's own frames (the media step of `MODEL=command` and `cog`).
-   * Optional until that step lands; a worker without it fails such jobs.
+   * Re-encodes a model's video as the contract's clip, keeping its frames.
+   * Throws {@link ModelError} `model_output` when the video cannot be read
+   * (not a video, no video stream, absurd dimensions), {@link EncodeError}
+   * on timeout or abort.
    */
-  transcode?(req: TranscodeRequest): Promise<void>;
+  transcode(req: TranscodeRequest): Promise<void>;
 }
 
 export class EncodeError extends Error {
@@ -121,9 +126,86 @@ export function clipArgs(
   ];
 }
 
+/**
+ * The most pixels per frame a model's video may have: the decoder refuses
+ * larger frames before allocating them (ffmpeg's `max_pixels`), so a video
+ * claiming absurd dimensions cannot exhaust the wasm heap.
+ */
+export const MAX_MODEL_PIXELS = 4096 * 4096;
+
+/** One side of {@link clipSize} as an ffmpeg expression over `iw`/`ih`. */
+const sideExpr = (side: "iw" | "ih") =>
+  `max(2,round(${side}*min(1,${MAX_SIDE}/max(iw,ih))/2)*2)`;
+
+/**
+ * The ffmpeg arguments that re-encode a model's video read from `input` as
+ * the contract's MP4 at `output`: its first video stream only, every frame
+ * as it came (no frame rate conversion), the size {@link clipSize} gives.
+ */
+export function transcodeArgs(
+  input: string,
+  output: string,
+  maxPixels = MAX_MODEL_PIXELS,
+): string[] {
+  const filters = [
+    // The size is only known once decoding starts: the same rule as clipSize.
+    `scale=w='${sideExpr("iw")}':h='${sideExpr("ih")}':flags=lanczos`,
+    "setsar=1",
+    "format=yuv420p",
+  ];
+  return [
+    "-max_pixels",
+    String(maxPixels),
+    "-i",
+    input,
+    "-map",
+    "0:v:0",
+    "-vf",
+    filters.join(","),
+    "-fps_mode",
+    "passthrough",
+    "-c:v",
+    "libx264",
+    "-preset",
+    "veryfast",
+    "-pix_fmt",
+    "yuv420p",
+    "-movflags",
+    "+faststart",
+    "-an",
+    output,
+  ];
+}
+
+/** Remuxes `out.mp4` as fragmented MP4: the same stream, no second encode. */
+const FRAG_REMUX = [
+  "-i",
+  "out.mp4",
+  "-c",
+  "copy",
+  "-movflags",
+  FRAG_FLAGS,
+  "-f",
+  "mp4",
+  "frag.mp4",
+];
+
+/** How much of ffmpeg's log a job's error quotes. */
+const ERROR_CHARS = 300;
+
+/** What ffmpeg said last, on one line, short enough for a job's error. */
+function lastWords(log: string): string {
+  const lines = log.trim().split("\n").map((l) => l.trim())
+    // The wasm build's own exit note says nothing about the input.
+    .filter((l) => l && l !== "Aborted()");
+  return lines.slice(-3).join(" ").slice(-ERROR_CHARS);
+}
+
 export interface ChildOptions {
   /** Kill the encoder after this long. */
   timeoutMs: number;
+  /** {@link MAX_MODEL_PIXELS} unless a test needs a smaller frame refused. */
+  maxModelPixels?: number;
 }
 
 const CHILD = new URL("./ffmpeg_child.ts", import.meta.url);
@@ -239,28 +321,60 @@ export class ChildEncoder implements Encoder {
       inputs: [{ path: req.input, name: "input" }],
       args: clipArgs(req, "input", "out.mp4"),
       // The same stream, remuxed: no second encode.
-      then: [
-        "-i",
-        "out.mp4",
-        "-c",
-        "copy",
-        "-movflags",
-        FRAG_FLAGS,
-        "-f",
-        "mp4",
-        "frag.mp4",
-      ],
+      then: FRAG_REMUX,
       outputs: [
         { name: "out.mp4", path: req.output },
         { name: "frag.mp4", path: req.fragOutput },
       ],
     }, { timeoutMs: this.opts.timeoutMs, signal: req.signal, writeDir });
     if (code !== 0) {
-      const last = log.trim().split("\n").slice(-3).join(" ");
       throw new EncodeError(
         "encode_failed",
-        `The video could not be made from this image (${last.slice(0, 300)}).`,
+        `The video could not be made from this image (${lastWords(log)}).`,
       );
     }
   }
+
+  async transcode(req: TranscodeRequest): Promise<void> {
+    const writeDir = req.output.slice(0, req.output.lastIndexOf("/")) || ".";
+    const { code, log } = await runFfmpeg({
+      inputs: [{ path: req.input, name: "input" }],
+      args: transcodeArgs("input", "out.mp4", this.opts.maxModelPixels),
+      then: FRAG_REMUX,
+      outputs: [
+        { name: "out.mp4", path: req.output },
+        { name: "frag.mp4", path: req.fragOutput },
+      ],
+    }, { timeoutMs: this.opts.timeoutMs, signal: req.signal, writeDir });
+    if (code === 0 && !EMPTY_OUTPUT.test(log)) return;
+    await removeIfThere(req.output);
+    await removeIfThere(req.fragOutput);
+    if (code === 0) {
+      throw new ModelError("model_output", "The model's video has no frames.");
+    }
+    const size = TOO_LARGE.exec(log);
+    throw new ModelError(
+      "model_output",
+      size
+        ? `The model's video is ${size[1]}×${
+          size[2]
+        }, more pixels a frame than the ${MAX_MODEL_PIXELS} allowed.`
+        : NO_VIDEO.test(log)
+        ? "The model's output has no video stream."
+        : `The model's video could not be read (${lastWords(log)}).`,
+    );
+  }
+}
+
+/** ffmpeg's word for an encode that received no frame at all. */
+const EMPTY_OUTPUT = /Output file is empty, nothing was encoded/;
+/** ffmpeg's word for `-map 0:v:0` on a file without a video stream. */
+const NO_VIDEO = /Stream map '0:v:0' matches no streams/;
+/** libavutil's refusal of a frame over `max_pixels` (av_image_check_size2). */
+const TOO_LARGE = /Picture size (\d+)x(\d+) exceeds specified max pixel count/;
+
+async function removeIfThere(path: string): Promise<void> {
+  await Deno.remove(path).catch((e) => {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  });
 }

@@ -125,7 +125,7 @@ Deno.test("two slots run two jobs at once, never more; a freed slot takes the ne
     assert.equal(model.log.runs.get(j.id), 1);
   }
   // The media step got each model's own video.
-  assert.equal(t.encoder.transcoded.length, 3);
+  assert.equal(t.encoder.transcodes.length, 3);
   assert.deepEqual(
     (await listSlots(t.kv, t.clock.now())).map((s) => s.state),
     ["idle", "idle"],

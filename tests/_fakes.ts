@@ -80,6 +80,7 @@ export class FakeClock implements Clock {
  */
 export class FakeEncoder implements Encoder {
   calls: ClipRequest[] = [];
+  transcodes: TranscodeRequest[] = [];
   running = 0;
   maxRunning = 0;
   fail: EncodeError | null = null;
@@ -94,8 +95,18 @@ export class FakeEncoder implements Encoder {
     this.#held = null;
   }
 
-  async makeClip(req: ClipRequest): Promise<void> {
+  makeClip(req: ClipRequest): Promise<void> {
     this.calls.push(req);
+    return this.#encode(req);
+  }
+
+  /** As {@link makeClip}: the model's video is not read, the fixture is copied. */
+  transcode(req: TranscodeRequest): Promise<void> {
+    this.transcodes.push(req);
+    return this.#encode(req);
+  }
+
+  async #encode(req: TranscodeRequest): Promise<void> {
     this.running++;
     this.maxRunning = Math.max(this.maxRunning, this.running);
     try {
@@ -123,18 +134,6 @@ export class FakeEncoder implements Encoder {
       this.running--;
     }
   }
-
-  /** A model's video "made into" the contract's copies: the fixture again. */
-  async transcode(req: TranscodeRequest): Promise<void> {
-    this.transcoded.push(req.input);
-    if (this.fail) throw this.fail;
-    const clip = new URL("./fixtures/clip.frag.mp4", import.meta.url);
-    await Deno.copyFile(clip, req.output);
-    await Deno.copyFile(clip, req.fragOutput);
-  }
-
-  /** The model outputs given to {@link transcode}, in order. */
-  transcoded: string[] = [];
 }
 
 /**

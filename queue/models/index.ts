@@ -6,6 +6,7 @@ import type { Config } from "../../config.ts";
 import type { Encoder } from "../../media/clip.ts";
 import type { Clock } from "../clock.ts";
 import type { ModelAdapter } from "./adapter.ts";
+import { CommandAdapter } from "./command.ts";
 import { SimulatedAdapter } from "./simulated.ts";
 
 /** What an adapter may need from the process that runs it. */
@@ -18,16 +19,23 @@ export interface AdapterDeps {
 
 /** The adapter for `config.model`. */
 export function createAdapter(
-  config: Pick<Config, "model" | "modelMs">,
+  config: Pick<
+    Config,
+    "model" | "modelMs" | "modelCommand" | "modelTimeoutMs"
+  >,
   deps: AdapterDeps,
 ): ModelAdapter {
   switch (config.model) {
     case "simulated":
       return new SimulatedAdapter({ ...deps, modelMs: config.modelMs });
     case "command":
+      return new CommandAdapter({
+        command: config.modelCommand!, // config.ts requires it with MODEL=command
+        slotId: `command:${deps.workerId}`,
+        timeoutMs: config.modelTimeoutMs,
+      });
     case "cog":
-      // `CommandAdapter` (./command.ts) and `CogAdapter` (./cog.ts) are
-      // written on other branches; each case imports its class when it lands.
+      // `CogAdapter` (./cog.ts) is written on another branch.
       throw new Error(`MODEL=${config.model} is wired when its adapter lands`);
   }
 }

@@ -4,6 +4,7 @@
  * prints a markdown table and, when every section ran, writes BENCH.md.
  * Not a test: it asserts nothing.
  */
+import { command } from "./command.ts";
 import { fair } from "./fair.ts";
 import { ingest } from "./ingest.ts";
 import { pipeline } from "./pipeline.ts";
@@ -32,6 +33,7 @@ const SECTIONS: Record<string, Section> = {
   fair,
   sse,
   video,
+  command,
 };
 
 const BENCH_MD = new URL("../../BENCH.md", import.meta.url).pathname;
