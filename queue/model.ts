@@ -192,6 +192,12 @@ export async function runJob(
       }
     }
     if (state.settled) break;
+    if (why !== null) {
+      // Stopping takes wall time, whatever the clock (and the stop signal
+      // has fired already, so it could not end a sleep on the clock).
+      await settledWithin(work, STOP_GRACE_MS);
+      continue;
+    }
     const wait = Math.max(
       1,
       Math.min(
@@ -203,6 +209,7 @@ export async function runJob(
     const wake = wakeTick = new AbortController();
     const onStop = () => wake.abort();
     stop.addEventListener("abort", onStop, { once: true });
+    if (stop.aborted) wake.abort(); // told meanwhile: the listener came late
     const sleeping = clock.sleep(wait, wake.signal);
     // Wake early when the run ends, so the slot is freed at once.
     await Promise.race([sleeping, work]);

@@ -9,7 +9,7 @@ import { loadConfig } from "../config.ts";
 import type { Store } from "../media/store.ts";
 import type { Clock } from "../queue/clock.ts";
 import { type Service, startService } from "../service.ts";
-import { FakeEncoder } from "./_fakes.ts";
+import { FakeClock, FakeEncoder } from "./_fakes.ts";
 import { Client } from "./_server.ts";
 
 export interface TestApp extends AsyncDisposable {
@@ -59,4 +59,34 @@ export async function startApp(
       await Deno.remove(dataDir, { recursive: true });
     },
   };
+}
+
+/**
+ * Moves `clock` on, one wake-up at a time, until job `id` has ended; returns
+ * the ended job. Waits on events only: the next sleep on the fake clock, or
+ * the job's own event stream saying it ended (after which nothing may sleep
+ * again), so it neither spins nor hangs; a job that fails makes the caller's
+ * assertion fail.
+ */
+export async function runToEnd(
+  client: Client,
+  clock: FakeClock,
+  id: string,
+): Promise<{ status: string; error: { code: string } | null }> {
+  const final = new Set(["done", "failed", "cancelled"]);
+  const ended = client.events(id, (j) => final.has(j.status)).then(() =>
+    "ended" as const
+  );
+  for (;;) {
+    const next = await Promise.race([
+      ended,
+      clock.untilSleeping(1).then(() => "sleeping" as const),
+    ]);
+    if (next === "ended") break;
+    clock.wakeNext();
+  }
+  const { body } = await client.json<
+    { status: string; error: { code: string } | null }
+  >(`/api/jobs/${id}`);
+  return body;
 }

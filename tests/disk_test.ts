@@ -8,7 +8,7 @@ import { DiskStore } from "../media/store.ts";
 import { addDataBytes } from "../queue/data_bytes.ts";
 import { sweepExpired, sweepOrphans } from "../queue/retention.ts";
 import { TIMINGS } from "../service.ts";
-import { startApp, type TestApp } from "./_app.ts";
+import { runToEnd, startApp, type TestApp } from "./_app.ts";
 import { FakeClock, FakeEncoder } from "./_fakes.ts";
 import { type Client, fixture } from "./_server.ts";
 
@@ -134,10 +134,7 @@ Deno.test("DATA_MAX_BYTES: a done job's video counts until retention removes it;
   await using _ = app;
   const client = app.client();
   const { id } = await post(client);
-  while ((await client.json(`/api/jobs/${id}`)).body.status !== "done") {
-    await clock.untilSleeping(1);
-    clock.wakeNext();
-  }
+  assert.equal((await runToEnd(client, clock, id)).status, "done");
   let videos = 0;
   for await (const e of store.entries()) {
     if (e.kind === "video") videos += e.size;

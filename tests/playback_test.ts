@@ -8,7 +8,7 @@ import { MemoryStore } from "../media/memory_store.ts";
 import type { Store } from "../media/store.ts";
 import { keys } from "../queue/keys.ts";
 import { FakeClock } from "./_fakes.ts";
-import { startApp } from "./_app.ts";
+import { runToEnd, startApp } from "./_app.ts";
 import { type Client, fixture } from "./_server.ts";
 import { readStored } from "./_stores.ts";
 
@@ -177,10 +177,7 @@ async function doneJobInProcess(store?: Store) {
     id: string;
   };
   // Run the model to its end on the fake clock.
-  while ((await owner.json(`/api/jobs/${id}`)).body.status !== "done") {
-    await clock.untilSleeping(1);
-    clock.wakeNext();
-  }
+  assert.equal((await runToEnd(owner, clock, id)).status, "done");
   const cookie = owner.cookie;
   const grant = async (): Promise<Grant> =>
     await (await app.request(`/api/jobs/${id}/playback`, {
