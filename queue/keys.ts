@@ -58,6 +58,13 @@ export const keys = {
    * Deno.KvU64 read as signed: `data_bytes.ts`).
    */
   dataBytes: () => ["data", "bytes"] as const,
+  /**
+   * A job's Cog prediction as its webhooks told it (`models/cog_state.ts`):
+   * the only record of a prediction, since Cog cannot be asked for one.
+   */
+  cogPrediction: (id: string) => ["cog_prediction", id] as const,
+  /** The job whose prediction a Cog server (by URL) is running for us. */
+  cogSlot: (url: string) => ["cog_slot", url] as const,
   /** Counters for /metrics (Deno.KvU64). */
   stat: (name: string) => ["stats", name] as const,
 };
