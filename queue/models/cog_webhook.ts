@@ -29,6 +29,8 @@ export const BODY_MAX_BYTES = 3 * OUTPUT_MAX_BYTES;
 /** A string longer than this keeps its first and last characters only. */
 const STRING_HEAD = 4_096;
 const STRING_TAIL = 16_384;
+/** Decoded bytes gathered before one write to the file. */
+const WRITE_BYTES = 1024 * 1024;
 /** The longest `data:<mime>;base64,` header read before giving up on it. */
 const DATA_HEADER_MAX = 256;
 
@@ -216,6 +218,8 @@ class BlobSink {
   header = "";
   carry = "";
   file: Deno.FsFile | null = null;
+  pending: Uint8Array[] = [];
+  pendingBytes = 0;
   blob: Blob;
   constructor(readonly path: string) {
     this.blob = { path: null, bytes: 0, problem: null };
@@ -248,9 +252,7 @@ class BlobSink {
     if (whole === 0) return;
     let bytes: Uint8Array;
     try {
-      const binary = atob(b64.slice(0, whole));
-      bytes = new Uint8Array(binary.length);
-      for (let k = 0; k < binary.length; k++) bytes[k] = binary.charCodeAt(k);
+      bytes = Uint8Array.fromBase64(b64.slice(0, whole));
     } catch {
       return await this.refuse(
         "The model's output is a data: URL with bad base64.",
@@ -262,8 +264,19 @@ class BlobSink {
         `The model's video is larger than ${OUTPUT_MAX_BYTES / 1e6} MB.`,
       );
     }
+    this.pending.push(bytes);
+    this.pendingBytes += bytes.length;
+    if (this.pendingBytes >= WRITE_BYTES) await this.flush();
+  }
+  /** Network chunks are small: the file gets fewer, larger writes. */
+  async flush() {
+    const all = new Uint8Array(this.pendingBytes);
+    let at = 0;
+    for (const b of this.pending) all.set(b, (at += b.length) - b.length);
+    this.pending = [];
+    this.pendingBytes = 0;
     let n = 0;
-    while (n < bytes.length) n += await this.file!.write(bytes.subarray(n));
+    while (n < all.length) n += await this.file!.write(all.subarray(n));
   }
   async refuse(problem: string) {
     this.blob.problem = problem;
@@ -280,6 +293,7 @@ class BlobSink {
       } else {
         await this.write("=".repeat((4 - this.carry.length % 4) % 4));
         if (!this.blob.problem) {
+          await this.flush();
           this.file!.close();
           this.file = null;
           this.blob.path = this.path;

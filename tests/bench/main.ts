@@ -4,6 +4,7 @@
  * prints a markdown table and, when every section ran, writes BENCH.md.
  * Not a test: it asserts nothing.
  */
+import { cog } from "./cog.ts";
 import { fair } from "./fair.ts";
 import { ingest } from "./ingest.ts";
 import { pipeline } from "./pipeline.ts";
@@ -30,6 +31,7 @@ const SECTIONS: Record<string, Section> = {
   fair,
   sse,
   video,
+  cog,
 };
 
 const BENCH_MD = new URL("../../BENCH.md", import.meta.url).pathname;
