@@ -62,7 +62,7 @@ export async function cogHarness(
         kv,
         urls: fakes.map((f) => f.url),
         input: "input_image",
-        inputs: { fps: 6, video_length: "14_frames_with_svd" },
+        inputs: { frames_per_second: 6, video_length: "14_frames_with_svd" },
         webhookUrl: (id) => cogWebhookUrl(key, base, id),
         timings: { cancelWaitMs: BOUND_MS, ...timings },
       }),

@@ -34,7 +34,7 @@ export async function cogKillMidPrediction(): Promise<void> {
     MODEL: "cog",
     MODEL_URLS: fake.url,
     MODEL_INPUT: "input_image",
-    MODEL_INPUTS: '{"fps":6}',
+    MODEL_INPUTS: '{"frames_per_second":6}',
     LEASE_MS: "600",
     MODEL_TIMEOUT_MS: "60000",
   };

@@ -55,7 +55,7 @@ Deno.test("cog: a job is one async PUT with the image and MODEL_INPUTS; progress
   const done = h.adapter().run(h.adapter().slots[0], run);
   await fake.until(() => fake.current?.status === "processing");
   const input = fake.current!.input;
-  assert.equal(input.fps, 6);
+  assert.equal(input.frames_per_second, 6);
   assert.equal(input.video_length, "14_frames_with_svd");
   const image = await Deno.readFile(IMAGE);
   assert.equal(
