@@ -174,6 +174,9 @@ Deno.test("cog: a slot takes work only when /health-check says READY, or BUSY wi
     timings: { healthTimeoutMs: 1_000 },
   });
   assert.equal(await gone.healthy(gone.slots[0]), false, "unreachable");
+  // Given a job all the same (a race), the job waits rather than fails.
+  const e = await rejection(gone.run(gone.slots[0], h.run()));
+  assert.ok(e instanceof SlotBusy, String(e));
 });
 
 /**
@@ -259,7 +262,8 @@ Deno.test("cog: the webhook route answers 404 to a wrong secret, another job's s
   const adapter = h.adapter();
   const run = h.run();
   const done = adapter.run(adapter.slots[0], run);
-  await fake.until(() => fake.busy);
+  // Once Cog's own `start` arrived, the state is "processing".
+  await fake.until(() => fake.deliveries.length === 1);
   const id = run.job.id;
   const other = newJobId(Date.now());
   const own = new URL(await cogWebhookUrl(h.key, h.base, id));

@@ -99,7 +99,16 @@ export class CogAdapter implements ModelAdapter {
       return await this.#run(slot, run);
     } catch (e) {
       if (e instanceof ModelError || e instanceof SlotBusy) throw e;
-      if (run.signal.aborted) throw run.signal.reason;
+      if (run.signal.aborted) {
+        // Aborted before it was followed (while sending or re-attaching):
+        // the prediction must not run on unwatched.
+        const state = await readCogState(this.#o.kv, run.job.id);
+        if (state && !isTerminal(state.status)) {
+          await this.#cancel(state.slot, run.job.id);
+          await forgetCogPrediction(this.#o.kv, run.job.id);
+        }
+        throw run.signal.reason;
+      }
       // A broken connection or answer: this job fails, the service goes on.
       throw new ModelError(
         "model_failed",
@@ -154,7 +163,14 @@ export class CogAdapter implements ModelAdapter {
       // It may have arrived (a timeout): make sure it does not run unseen.
       await this.#cancel(url, id);
       await forgetCogPrediction(kv, id);
-      throw e;
+      if (run.signal.aborted) throw e;
+      // Unreachable is the slot's trouble, not the job's: it waits.
+      throw new SlotBusy(
+        url,
+        `${url} did not take the prediction: ${
+          e instanceof Error ? e.message : e
+        }`,
+      );
     }
     if (res.status === 409 || res.status === 503) {
       await res.body?.cancel();
