@@ -18,6 +18,7 @@ import { sameOrigin } from "./routes/origin.ts";
 import { pageRoutes } from "./routes/pages.tsx";
 import { playbackRoutes } from "./routes/playback.ts";
 import { session, type SessionEnv } from "./routes/session.ts";
+import { webhookRoutes } from "./routes/webhooks.ts";
 
 export function createApp(deps: AppDeps): Hono<SessionEnv> {
   const app = new Hono<SessionEnv>();
@@ -43,6 +44,9 @@ export function createApp(deps: AppDeps): Hono<SessionEnv> {
   app.route("/", opsRoutes(deps));
   app.route("/assets", assetRoutes());
   app.route("/", faviconRoutes());
+  // Cog servers have no session and are not browsers: the job's secret is
+  // what admits them, so this comes before the session and origin checks.
+  app.route("/api/webhooks", webhookRoutes(deps));
   app.use(session(deps.key, deps.config.trustProxy));
   app.use(sameOrigin(deps.config.trustProxy));
   app.route("/", pageRoutes(deps));

@@ -58,6 +58,14 @@ const schema = z.object({
       message: "is required with MODEL=cog",
     });
   }
+  if (e.MODEL === "cog" && e.ROLE === "worker" && !e.WEBHOOK_BASE_URL) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["WEBHOOK_BASE_URL"],
+      message:
+        "is required with MODEL=cog and ROLE=worker (a web process's address)",
+    });
+  }
   for (const url of (e.MODEL_URLS ?? "").split(",").map((u) => u.trim())) {
     if (url && !/^https?:\/\/[^/]/.test(url)) {
       ctx.addIssue({

@@ -29,6 +29,10 @@ Deno.test("config: the models' variables, and a bad one named in one line", () =
   refused({ MODEL: "command" }, "MODEL_COMMAND");
   refused({ MODEL: "cog" }, "MODEL_URLS");
   refused({ MODEL: "cog", MODEL_URLS: "gpu1:5000" }, "MODEL_URLS");
+  refused(
+    { MODEL: "cog", MODEL_URLS: "http://gpu1:5000", ROLE: "worker" },
+    "WEBHOOK_BASE_URL",
+  );
   refused({ MODEL_INPUTS: "[1]" }, "MODEL_INPUTS");
   refused({ MODEL: "magic" }, "MODEL");
   refused({ WEBHOOK_BASE_URL: "not a url" }, "WEBHOOK_BASE_URL");

@@ -21,6 +21,7 @@ const server = service.app
     hostname: config.hostname,
     onListen: ({ hostname, port }) => {
       const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+      service.listening(`http://${host}:${port}/`);
       console.log(`listening on http://${host}:${port}/`);
     },
   }, service.app.fetch)

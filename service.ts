@@ -23,6 +23,7 @@ import { QueueView } from "./queue/view.ts";
 import { sweepExpired, sweepOrphans } from "./queue/retention.ts";
 import { ModelWorker, type WorkerOptions } from "./queue/worker.ts";
 import { importSecret, type SessionEnv } from "./routes/session.ts";
+import { cogWebhookUrl } from "./routes/webhooks.ts";
 
 export interface Service {
   kv: Deno.Kv;
@@ -36,6 +37,8 @@ export interface Service {
    * running job goes back to the queue at its place.
    */
   drain(): Promise<void>;
+  /** Tells the service the address it serves (the default webhook base). */
+  listening(url: string): void;
   /** {@link drain}, then closes the KV. */
   close(): Promise<void>;
 }
@@ -90,6 +93,12 @@ export async function startService(
   const kv = overrides.kv ?? await Deno.openKv(config.kvPath);
   const clock = overrides.clock ?? realClock;
   const store = overrides.store ?? await new DiskStore(config.dataDir).init();
+  // Where Cog servers call back (MODEL=cog): WEBHOOK_BASE_URL, else the
+  // address this process serves once it listens (main.ts says which).
+  let listeningOn: string | null = null;
+  const webhookBase = () =>
+    config.webhookBaseUrl ?? listeningOn ??
+      `http://${config.hostname}:${config.port}/`;
   const key = await loadKey(kv);
   // Jobs queued by a version before the fair order keep their old order, first.
   await migrateLegacyLine(kv);
@@ -116,6 +125,8 @@ export async function startService(
           clock,
           encoder,
           workerId,
+          kv,
+          webhookUrl: (id) => cogWebhookUrl(key, webhookBase(), id),
         }),
       modelTimeoutMs: config.modelTimeoutMs,
       owner: workerId,
@@ -194,6 +205,9 @@ export async function startService(
     workerId,
     hub,
     drain,
+    listening(url) {
+      listeningOn = url;
+    },
     async close() {
       await drain();
       hub.close();

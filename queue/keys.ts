@@ -81,6 +81,13 @@ export const keys = {
   streams: (client: string, process: string) =>
     ["streams", client, process] as const,
   streamsOf: (client: string) => ["streams", client] as const,
+  /**
+   * A job's Cog prediction as its webhooks told it (`models/cog_state.ts`):
+   * the only record of a prediction, since Cog cannot be asked for one.
+   */
+  cogPrediction: (id: string) => ["cog_prediction", id] as const,
+  /** The job whose prediction a Cog server (by URL) is running for us. */
+  cogSlot: (url: string) => ["cog_slot", url] as const,
   /** Counters for /metrics (Deno.KvU64). */
   stat: (name: string) => ["stats", name] as const,
 };

@@ -27,6 +27,7 @@ import {
   type ModelAdapter,
   ModelError,
   type ModelRun,
+  SlotBusy,
   type SlotInfo,
 } from "./models/adapter.ts";
 import { SimulatedAdapter } from "./models/simulated.ts";
@@ -51,7 +52,16 @@ export interface ModelDeps {
   modelTimeoutMs?: number;
 }
 
-export type RunOutcome = "done" | "failed" | LeaseRenewal | "stopped";
+/**
+ * How a run ended; `"busy"`: the slot's model was busy with someone else's
+ * work (Cog's 409), so the job goes back to its place, no attempt counted.
+ */
+export type RunOutcome =
+  | "done"
+  | "failed"
+  | LeaseRenewal
+  | "stopped"
+  | "busy";
 
 /** Why a run was told to stop: the abort signal's reason. */
 export class RunStopped extends Error {
@@ -247,6 +257,10 @@ export async function runJob(
           Math.round(timeoutMs / 1000)
         } s on this image and was stopped.`,
       });
+  }
+  if (!settled.ok && settled.error instanceof SlotBusy) {
+    await workspace.discard();
+    return "busy";
   }
   if (!settled.ok) return await fail(runFailure(job.id, settled.error));
 

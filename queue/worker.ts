@@ -190,12 +190,14 @@ export class ModelWorker {
       return;
     }
     const outcome = await runJob(this.deps, job, this.#stop.signal, slot);
-    if (outcome === "stopped") {
+    if (outcome === "stopped" || outcome === "busy") {
       await handBack(
         kv,
         { owner: this.deps.owner, jobId: job.id, slot: slot.id },
         clock.now(),
       );
+      // A model busy with someone else's work is asked again a little later.
+      if (outcome === "busy") await this.#idle(this.deps.idleMs, bell);
     } else if (outcome !== "lost") {
       // Ended one way or another: the picture is no longer needed.
       await this.deps.store.removeImage(job.id);

@@ -3,6 +3,7 @@
  * DATA_DIR: nothing accepted is lost, nothing runs twice at once, the cut job
  * starts again from 0, and the session still sees its jobs.
  */
+import { cogKillMidPrediction } from "./_cog_crash.ts";
 import assert from "node:assert/strict";
 import { type ApiJobLike, Client, fixture, startServer } from "./_server.ts";
 
@@ -143,3 +144,8 @@ Deno.test("SIGKILL while an upload streams in and while jobs wait: no half job, 
   await server.stop("SIGKILL");
   await Deno.remove(dataDir, { recursive: true });
 });
+
+Deno.test(
+  "MODEL=cog: SIGKILL mid-prediction, restart: the job finishes on its one prediction",
+  cogKillMidPrediction,
+);

@@ -65,6 +65,18 @@ export class ModelError extends Error {
   }
 }
 
+/**
+ * The slot turned out to be busy with another prediction (Cog: `409`, or
+ * `503` while its setup runs): the job did not start and goes back to its
+ * place in line, without counting an attempt; the slot is tried again later.
+ */
+export class SlotBusy extends Error {
+  override name = "SlotBusy";
+  constructor(readonly slot: string, message = `slot ${slot} is busy`) {
+    super(message);
+  }
+}
+
 export interface ModelAdapter {
   /** The slots this process offers. */
   readonly slots: readonly SlotInfo[];
@@ -73,6 +85,10 @@ export interface ModelAdapter {
    * that does not is shown `unhealthy` and claims no job.
    */
   healthy(slot: SlotInfo, signal?: AbortSignal): Promise<boolean>;
-  /** Runs `run` on `slot`; resolves when done, rejects with {@link ModelError}. */
+  /**
+   * Runs `run` on `slot`; resolves when done, rejects with {@link ModelError},
+   * with {@link SlotBusy} when the job could not start there (it waits), or
+   * with `run.signal.reason` once the signal aborted it.
+   */
   run(slot: SlotInfo, run: ModelRun): Promise<ModelResult>;
 }

@@ -6,6 +6,7 @@ import type { Config } from "../../config.ts";
 import type { Encoder } from "../../media/clip.ts";
 import type { Clock } from "../clock.ts";
 import type { ModelAdapter } from "./adapter.ts";
+import { CogAdapter } from "./cog.ts";
 import { CommandAdapter } from "./command.ts";
 import { SimulatedAdapter } from "./simulated.ts";
 
@@ -15,13 +16,22 @@ export interface AdapterDeps {
   encoder: Encoder;
   /** This worker's id (slot ids of per-process slots are made from it). */
   workerId: string;
+  /** `MODEL=cog`: where predictions are kept, and job `id`'s webhook URL. */
+  kv?: Deno.Kv;
+  webhookUrl?: (id: string) => Promise<string>;
 }
 
 /** The adapter for `config.model`. */
 export function createAdapter(
   config: Pick<
     Config,
-    "model" | "modelMs" | "modelCommand" | "modelTimeoutMs"
+    | "model"
+    | "modelMs"
+    | "modelCommand"
+    | "modelTimeoutMs"
+    | "modelUrls"
+    | "modelInput"
+    | "modelInputs"
   >,
   deps: AdapterDeps,
 ): ModelAdapter {
@@ -35,7 +45,15 @@ export function createAdapter(
         timeoutMs: config.modelTimeoutMs,
       });
     case "cog":
-      // `CogAdapter` (./cog.ts) is written on another branch.
-      throw new Error(`MODEL=${config.model} is wired when its adapter lands`);
+      if (!deps.kv || !deps.webhookUrl) {
+        throw new Error("MODEL=cog needs the KV store and a webhook URL");
+      }
+      return new CogAdapter({
+        kv: deps.kv,
+        urls: config.modelUrls,
+        input: config.modelInput,
+        inputs: config.modelInputs,
+        webhookUrl: deps.webhookUrl,
+      });
   }
 }

@@ -4,6 +4,7 @@
  * prints a markdown table and, when every section ran, writes BENCH.md.
  * Not a test: it asserts nothing.
  */
+import { cog } from "./cog.ts";
 import { command } from "./command.ts";
 import { fair } from "./fair.ts";
 import { ingest } from "./ingest.ts";
@@ -33,6 +34,7 @@ const SECTIONS: Record<string, Section> = {
   fair,
   sse,
   video,
+  cog,
   command,
 };
 
