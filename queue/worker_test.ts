@@ -180,7 +180,7 @@ for (const [name, make] of Object.entries(STORES)) {
     }).start();
     for (let i = 0; i < 300; i++) worker.ring();
     for (let i = 0; i < 5; i++) await t.kv.enqueue({ id: job.id });
-    t.kv.listenQueue(() => worker.ring());
+    t.kv.listenQueue(() => void worker.ring());
     await drive(t, worker, () => outcomes.length, 1);
     assert.deepEqual(outcomes, ["done"]);
     assert.equal(t.encoder.calls.length, 1);
