@@ -16,6 +16,7 @@ import { DiskStore, type Store } from "./media/store.ts";
 import { type Clock, realClock } from "./queue/clock.ts";
 import { JobHub } from "./queue/hub.ts";
 import { migrateLegacyLine } from "./queue/jobs.ts";
+import { retryingWhenBusy } from "./queue/_kv.ts";
 import { keys } from "./queue/keys.ts";
 import type { ModelAdapter } from "./queue/models/adapter.ts";
 import { createAdapter } from "./queue/models/index.ts";
@@ -90,7 +91,7 @@ export async function startService(
 ): Promise<Service> {
   const timings = { ...TIMINGS, ...overrides.timings };
   await Deno.mkdir(config.dataDir, { recursive: true });
-  const kv = overrides.kv ?? await Deno.openKv(config.kvPath);
+  const kv = retryingWhenBusy(overrides.kv ?? await Deno.openKv(config.kvPath));
   const clock = overrides.clock ?? realClock;
   const store = overrides.store ?? await new DiskStore(config.dataDir).init();
   // Where Cog servers call back (MODEL=cog): WEBHOOK_BASE_URL, else the
