@@ -88,6 +88,19 @@ const ORIENT: Record<number, string[]> = {
   8: ["transpose=2"],
 };
 
+/** How every copy we make is encoded: H.264 `yuv420p`, faststart, no audio. */
+const H264_OUT = [
+  "-c:v",
+  "libx264",
+  "-preset",
+  "veryfast",
+  "-pix_fmt",
+  "yuv420p",
+  "-movflags",
+  "+faststart",
+  "-an",
+];
+
 /** The ffmpeg arguments for a clip of `req` read from `input`, written to `output`. */
 export function clipArgs(
   req: Pick<ClipRequest, "width" | "height" | "orientation">,
@@ -113,15 +126,7 @@ export function clipArgs(
     filters.join(","),
     "-frames:v",
     String(FRAMES),
-    "-c:v",
-    "libx264",
-    "-preset",
-    "veryfast",
-    "-pix_fmt",
-    "yuv420p",
-    "-movflags",
-    "+faststart",
-    "-an",
+    ...H264_OUT,
     output,
   ];
 }
@@ -164,15 +169,7 @@ export function transcodeArgs(
     filters.join(","),
     "-fps_mode",
     "passthrough",
-    "-c:v",
-    "libx264",
-    "-preset",
-    "veryfast",
-    "-pix_fmt",
-    "yuv420p",
-    "-movflags",
-    "+faststart",
-    "-an",
+    ...H264_OUT,
     output,
   ];
 }
