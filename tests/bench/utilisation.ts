@@ -311,7 +311,7 @@ async function etaError(ctx: BenchContext): Promise<Row[]> {
         `ETA error at upload: ${BACKLOG}-job backlog, ${SLOTS} slots, runs ${
           Math.min(...PATTERN_MS) / 1000
         }-${Math.max(...PATTERN_MS) / 1000} s`,
-      figure: `Σ|ETA − wait| / Σ wait ${
+      figure: `Σ abs(ETA − wait) / Σ wait ${
         fmt(100 * absSum / waitSum)
       } %; median ${fmt(100 * quantile(errors, 0.5))} %, p90 ${
         fmt(100 * quantile(errors, 0.9))
