@@ -249,10 +249,10 @@ async function probeUpload(incoming: Incoming) {
 }
 
 /** Room for the multipart boundary and part headers around the file. */
-export const MULTIPART_OVERHEAD = 16 * 1024;
+const MULTIPART_OVERHEAD = 16 * 1024;
 
 /** Counts, checks and writes the file's bytes. */
-export class UploadSink {
+class UploadSink {
   bytes = 0;
   #head = new Uint8Array(SNIFF_BYTES);
   #headLength = 0;
@@ -305,7 +305,7 @@ export class UploadSink {
  * {@link READ_MAX}: a stalled or trickling upload holds a few KiB, not 64.
  * `idle` cuts the body off when no byte comes for its time (408).
  */
-export async function receiveRaw(
+async function receiveRaw(
   body: ReadableStream<Uint8Array>,
   sink: UploadSink,
   idle?: IdleWatch,
@@ -351,7 +351,7 @@ const READ_FIRST = 1024;
 const READ_MAX = 64 * 1024;
 
 /** `multipart/form-data` with exactly one file, in the field `image`. */
-export async function receiveMultipart(
+async function receiveMultipart(
   body: ReadableStream<Uint8Array>,
   contentType: string,
   sink: UploadSink,
