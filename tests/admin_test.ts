@@ -295,3 +295,26 @@ Deno.test("admin: slots with state, job and since; utilisation within 0..1", asy
     `${body.utilisation}`,
   );
 });
+
+Deno.test("admin page: server-rendered token form in the visitor's language, no cookie set, no-store", async () => {
+  await using app = await startApp({ ADMIN_TOKEN: TOKEN });
+  const client = app.client();
+  const res = await client.fetch("/admin", {
+    headers: { "accept-language": "en" },
+  });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("set-cookie"), null);
+  assert.equal(res.headers.get("cache-control"), "no-store");
+  assert.match(
+    res.headers.get("content-security-policy")!,
+    /default-src 'self'/,
+  );
+  const html = await res.text();
+  assert.match(html, /<label for="admin-token">Operator token<\/label>/);
+  assert.match(html, /<input id="admin-token"[^>]*type="password"/);
+  assert.match(html, /data-island="AdminPanel"/);
+  assert.doesNotMatch(html, new RegExp(TOKEN));
+  const zh = await (await client.fetch("/admin?lang=zh-CN")).text();
+  assert.match(zh, /<html lang="zh-CN">/);
+  assert.match(zh, /运维令牌/);
+});
