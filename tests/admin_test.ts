@@ -228,6 +228,19 @@ Deno.test("admin: pause refuses uploads and retries with 503 paused + Retry-Afte
     "paused",
   );
   assert.ok(Number(refused.headers.get("retry-after")) >= 1);
+  // A form post without JavaScript: the page, with the sentence in words.
+  const form = new FormData();
+  form.append(
+    "image",
+    new File([await fixture("rgb.png") as Uint8Array<ArrayBuffer>], "a.png"),
+  );
+  const page = await visitor.fetch("/api/jobs", {
+    method: "POST",
+    body: form,
+    headers: { accept: "text/html", "accept-language": "en" },
+  });
+  assert.equal(page.status, 503);
+  assert.match(await page.text(), /role="alert">[^<]*maintenance/);
   // The job queued before the pause still runs to the end.
   await visitor.events(waiting.id, (j) => j.status === "done");
 
