@@ -6,6 +6,7 @@
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { secureHeaders } from "hono/secure-headers";
+import { accessLog } from "./routes/access_log.ts";
 import { assetRoutes, faviconRoutes } from "./routes/assets.ts";
 import type { AppDeps } from "./routes/deps.ts";
 import { clientOf } from "./routes/client_address.ts";
@@ -22,6 +23,7 @@ import { webhookRoutes } from "./routes/webhooks.ts";
 
 export function createApp(deps: AppDeps): Hono<SessionEnv> {
   const app = new Hono<SessionEnv>();
+  app.use(accessLog(deps.log));
   app.use(secureHeaders({
     contentSecurityPolicy: {
       defaultSrc: ["'self'"],
@@ -82,7 +84,11 @@ export function createApp(deps: AppDeps): Hono<SessionEnv> {
         err.status,
       );
     }
-    console.error(err);
+    deps.log.error(
+      "unhandled",
+      { method: c.req.method, path: c.req.path },
+      err,
+    );
     return c.json({
       error: { code: "internal", message: "Something went wrong on our side." },
     }, 500);

@@ -43,6 +43,7 @@ const schema = z.object({
   }),
   WEBHOOK_BASE_URL: z.url().optional(),
   MODEL_TIMEOUT_MS: int(1).default(600_000),
+  LOG_FORMAT: z.enum(["text", "json"]).default("text"),
 }).superRefine((e, ctx) => {
   if (e.MODEL === "command" && !e.MODEL_COMMAND) {
     ctx.addIssue({
@@ -115,6 +116,8 @@ export interface Config {
   webhookBaseUrl: string | null;
   /** A real model that runs longer fails the job with `model_timeout`. */
   modelTimeoutMs: number;
+  /** `json`: one JSON object per line (`log.ts`); `text`: readable lines. */
+  logFormat: "text" | "json";
 }
 
 /** Thrown with a one-line message naming the offending variable. */
@@ -173,5 +176,6 @@ export function loadConfig(
     modelInputs: e.MODEL_INPUTS,
     webhookBaseUrl: e.WEBHOOK_BASE_URL ?? null,
     modelTimeoutMs: e.MODEL_TIMEOUT_MS,
+    logFormat: e.LOG_FORMAT,
   };
 }

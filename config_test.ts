@@ -37,3 +37,13 @@ Deno.test("config: the models' variables, and a bad one named in one line", () =
   refused({ MODEL: "magic" }, "MODEL");
   refused({ WEBHOOK_BASE_URL: "not a url" }, "WEBHOOK_BASE_URL");
 });
+
+Deno.test("config: LOG_FORMAT is text by default, json on request, nothing else", () => {
+  assert.equal(loadConfig({}).logFormat, "text");
+  assert.equal(loadConfig({ LOG_FORMAT: "json" }).logFormat, "json");
+  assert.throws(
+    () => loadConfig({ LOG_FORMAT: "xml" }),
+    (e: Error) =>
+      e instanceof ConfigError && e.message.startsWith("invalid LOG_FORMAT="),
+  );
+});

@@ -37,6 +37,7 @@ export function jobRoutes(deps: AppDeps) {
           c.get("session"),
           c.get("client"),
         );
+        deps.log.info("job.queued", { job: job.id, position });
         deps.ring();
         if (wantsPage(c)) return c.redirect(`/jobs/${job.id}`, 303);
         return c.json(
@@ -79,6 +80,7 @@ export function jobRoutes(deps: AppDeps) {
           `This job has already ended (${job.status}).`,
         );
       }
+      deps.log.info("job.cancelled", { job: job.id, was: job.status });
       // A running job's encoder has its own copy; the worker stops within a tick.
       await store.removeImage(job.id);
       return c.json(await view(result));
