@@ -16,6 +16,7 @@ import {
   handBack,
   type Lease,
   leaseExpiry,
+  type Reclaimed,
   reclaimExpired,
 } from "./lease.ts";
 import {
@@ -93,7 +94,7 @@ export class ModelWorker {
       waiting = waiting.filter((e, i) =>
         again[i].versionstamp === e.versionstamp && e.value.expiresAt > now
       );
-      await reclaimExpired(kv, now, this.deps.retentionMs);
+      await reclaimExpired(kv, now, this.deps.retentionMs, this.#reclaimed);
       if (waiting.length === 0) return;
       const next = Math.min(...waiting.map((e) => e.value.expiresAt));
       await this.#idle(
@@ -173,6 +174,7 @@ export class ModelWorker {
       return;
     }
     const job = await claimNext(kv, {
+      onReclaimed: this.#reclaimed,
       owner: this.deps.owner,
       slot: slot.id,
       kind: slot.kind,
@@ -231,6 +233,25 @@ export class ModelWorker {
     }
     this.deps.onRun?.(job.id, outcome);
   }
+
+  /** Logs a dead worker's job taken back (its lease ran out). */
+  #reclaimed = (r: Reclaimed) => {
+    if (r.outcome === "failed") {
+      this.#log.info("job.failed", {
+        job: r.jobId,
+        slot: r.slot,
+        code: "model_crashed",
+        attempt: r.attempts,
+      });
+    } else {
+      this.#log.info("job.requeued", {
+        job: r.jobId,
+        slot: r.slot,
+        reason: "lease_expired",
+        attempt: r.attempts,
+      });
+    }
+  };
 
   /** Sleeps until `ms` pass, the doorbell rings or the loop is stopped. */
   async #idle(ms: number, bell: AbortSignal): Promise<void> {
