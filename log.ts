@@ -33,13 +33,19 @@ export interface LoggerOptions {
 
 const encoder = new TextEncoder();
 
-/** One synchronous write per line, so lines from one process never interleave. */
+/**
+ * One synchronous write per line, so lines from one process never
+ * interleave. A closed stdout (its reader gone: EPIPE) loses the line, never
+ * the request or the job that logged it.
+ */
 function standardSink(line: string, level: LogLevel): void {
   const bytes = encoder.encode(line + "\n");
   const out = level === "error" ? Deno.stderr : Deno.stdout;
-  for (let at = 0; at < bytes.length;) {
-    at += out.writeSync(bytes.subarray(at));
-  }
+  try {
+    for (let at = 0; at < bytes.length;) {
+      at += out.writeSync(bytes.subarray(at));
+    }
+  } catch { /* nowhere left to say it */ }
 }
 
 /** A value as text mode shows it: bare when it has no space or quote. */

@@ -62,3 +62,32 @@ Deno.test("text: readable, quoted only where a value has spaces", () => {
     "info",
   ]]);
 });
+
+Deno.test("the standard sink: a stdout whose reader is gone loses the lines, not the process", async () => {
+  const script = `
+    import { createLogger } from ${
+    JSON.stringify(new URL("./log.ts", import.meta.url).href)
+  };
+    const log = createLogger({ format: "json", role: "all" });
+    // Told to go only once the parent has closed our stdout's other end.
+    for await (const _ of Deno.stdin.readable) break;
+    for (let i = 0; i < 3; i++) log.info("request", { i });
+    console.error("still here");
+  `;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", script],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  await child.stdout.cancel();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode("go\n"));
+  await writer.close();
+  const [status, stderr] = await Promise.all([
+    child.status,
+    new Response(child.stderr).text(),
+  ]);
+  assert.equal(stderr.trim(), "still here");
+  assert.equal(status.code, 0);
+});
