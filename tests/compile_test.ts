@@ -158,6 +158,17 @@ Deno.test("dist/img2vid runs alone: no Deno on PATH, no project files, jobs to t
     const unpacked = [...Deno.readDirSync(`${tmp}/cache`)].map((e) => e.name);
     assert.equal(unpacked.length, 1, `one folder, no leftovers: ${unpacked}`);
     assert.match(unpacked[0], /^img2vid-[0-9a-f]{16}$/);
+    // What only the tests use (a browser driver) is not in the file.
+    const app = `${tmp}/cache/${unpacked[0]}/app`;
+    assert.ok((await Deno.stat(`${app}/node_modules/hono`)).isDirectory);
+    await assert.rejects(
+      Deno.stat(`${app}/node_modules/playwright-core`),
+      Deno.errors.NotFound,
+    );
+    assert.doesNotMatch(
+      await Deno.readTextFile(`${app}/deno.json`),
+      /playwright/,
+    );
     assert.equal(await worker.stop(), 0, worker.output());
     assert.equal(await web.stop(), 0, web.output());
   } finally {

@@ -49,6 +49,49 @@ const EXCLUDE = [
   "*.md",
 ];
 
+/** npm packages only the tests use (a browser driver): left out of the file. */
+const TEST_ONLY = ["playwright-core"];
+
+/**
+ * Takes {@link TEST_ONLY} out of the staged copy: its import, its lock
+ * entries (so that `--frozen` still holds) and its `node_modules` folders.
+ */
+export async function dropTestOnly(app: string): Promise<void> {
+  const config = JSON.parse(await Deno.readTextFile(`${app}/deno.json`));
+  const lock = JSON.parse(await Deno.readTextFile(`${app}/deno.lock`));
+  for (const name of TEST_ONLY) {
+    delete config.imports?.[name];
+    delete config.imports?.[`${name}/`];
+    const spec = `npm:${name}@`;
+    for (const [key, version] of Object.entries(lock.specifiers ?? {})) {
+      if (!key.startsWith(spec)) continue;
+      delete lock.specifiers[key];
+      delete lock.npm?.[`${name}@${version}`];
+    }
+    const deps: string[] = lock.workspace?.dependencies ?? [];
+    if (lock.workspace) {
+      lock.workspace.dependencies = deps.filter((d) => !d.startsWith(spec));
+    }
+    await Deno.remove(`${app}/node_modules/${name}`, { recursive: true })
+      .catch(() => {});
+    for await (const e of Deno.readDir(`${app}/node_modules/.deno`)) {
+      if (e.name.startsWith(`${name}@`)) {
+        await Deno.remove(`${app}/node_modules/.deno/${e.name}`, {
+          recursive: true,
+        });
+      }
+    }
+  }
+  await Deno.writeTextFile(
+    `${app}/deno.json`,
+    JSON.stringify(config, null, 2) + "\n",
+  );
+  await Deno.writeTextFile(
+    `${app}/deno.lock`,
+    JSON.stringify(lock, null, 2) + "\n",
+  );
+}
+
 /** Bytes of the header, fixed so the header can say where the tar starts. */
 const SKIP_WIDTH = 10;
 
@@ -114,6 +157,7 @@ export async function compile(output: string): Promise<number> {
     const excludes = EXCLUDE.map((p) => `--exclude=${quote(p)}`).join(" ");
     // tar keeps node_modules' symlinks as they are (`deno install`'s layout).
     await sh(`tar -cf - ${excludes} . | tar -xf - -C ${quote(`${stage}/app`)}`);
+    await dropTestOnly(`${stage}/app`);
     await Deno.copyFile(Deno.execPath(), `${stage}/deno`);
     await Deno.chmod(`${stage}/deno`, 0o755);
     const payload = `${stage}.tgz`;
