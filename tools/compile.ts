@@ -4,10 +4,10 @@
  * with no Deno and no `node_modules`.
  *
  * Why not `deno compile`: its output is `denort` (a slim runtime that only
- * dl.deno.land serves, not npm) with the program appended, and no machine of
- * this project reaches dl.deno.land (`deno compile` stops at "Setting up base
- * binary"; the full `deno` binary given as `DENORT_BIN` ignores the appended
- * program and opens a REPL). So the file is built from what npm does ship:
+ * Deno's own download site serves, not npm) with the program appended, and
+ * no machine of this project reaches that site (`deno compile` stops at
+ * "Setting up base binary"; the full `deno` binary given as `DENORT_BIN`
+ * ignores the appended program and opens a REPL). So the file is built from what npm does ship:
  * a POSIX `sh` header, then a gzipped tar of the `deno` binary running this
  * build and the service's own files (sources, the islands bundle, the
  * `node_modules` that `deno install` made). On its first start it unpacks
