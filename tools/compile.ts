@@ -7,10 +7,11 @@
  * Deno's own download site serves, not npm) with the program appended, and
  * no machine of this project reaches that site (`deno compile` stops at
  * "Setting up base binary"; the full `deno` binary given as `DENORT_BIN`
- * ignores the appended program and opens a REPL). So the file is built from what npm does ship:
- * a POSIX `sh` header, then a gzipped tar of the `deno` binary running this
- * build and the service's own files (sources, the islands bundle, the
- * `node_modules` that `deno install` made). On its first start it unpacks
+ * ignores the appended program and opens a REPL). So the file is built
+ * from what npm does ship: a POSIX `sh` header, then a gzipped tar of the
+ * `deno` binary running this build and the service's own files (sources,
+ * the islands bundle, the `node_modules` that `deno install` made, less
+ * what only the tests use). On its first start it unpacks
  * itself once into a cache folder named after its own hash, then `exec`s
  * Deno there with the permissions and V8 flags of `deno task start`,
  * `--cached-only --frozen` (it never fetches anything). The encoder child
