@@ -92,9 +92,12 @@ Deno.test("logs: a whole job's transitions, once each, with its id: queued, star
   const up = await client.upload(await fixture("rgb.png"));
   const id = (up.body as unknown as ApiJobLike).id;
   assert.equal((await runToEnd(client, clock, id)).status, "done");
-  const lines = transitions(id);
+  const all = transitions(id);
+  // Queued is logged by the route once its commit is back, which a worker
+  // woken by that commit may beat: it is there once, the rest in order.
+  assert.equal(all.filter((r) => r.msg === "job.queued").length, 1);
+  const lines = all.filter((r) => r.msg !== "job.queued");
   assert.deepEqual(lines.map((r) => r.msg), [
-    "job.queued",
     "job.started",
     "job.progress",
     "job.progress",
@@ -105,7 +108,7 @@ Deno.test("logs: a whole job's transitions, once each, with its id: queued, star
     lines.filter((r) => r.msg === "job.progress").map((r) => r.progress),
     [25, 50, 75],
   );
-  const started = lines[1];
+  const started = lines[0];
   // Each quarter is logged once the run has got that far, not before.
   const at = (r: LogRecord) => Date.parse(String(r.ts));
   for (const r of lines.filter((r) => r.msg === "job.progress")) {
@@ -117,7 +120,7 @@ Deno.test("logs: a whole job's transitions, once each, with its id: queued, star
   assert.equal(started.slot, app.service.worker!.slots[0].id);
   assert.equal(started.attempt, 1);
   assert.equal(typeof lines.at(-1)!.bytes, "number");
-  for (const r of lines) {
+  for (const r of all) {
     assert.equal(r.role, "all");
     assert.equal(typeof r.ts, "string");
     assert.equal(r.pid, Deno.pid);
@@ -136,15 +139,18 @@ Deno.test("logs: a failed job says its error code; a cancelled one what it was",
       .body as unknown as ApiJobLike)
       .id;
   const failing = await upload();
+  // Jobs made in the same millisecond have no order between them (the fake
+  // clock stands still): the second comes a millisecond later.
+  clock.advance(1);
   const waiting = await upload();
   const cancel = await client.json(`/api/jobs/${waiting}`, {
     method: "DELETE",
   });
   assert.equal(cancel.status, 200);
-  const cancelled = transitions(waiting);
-  assert.equal(cancelled[0].msg, "job.queued");
-  assert.equal(cancelled.at(-1)!.msg, "job.cancelled");
-  assert.ok(["queued", "processing"].includes(String(cancelled.at(-1)!.was)));
+  assert.deepEqual(
+    transitions(waiting).map((r) => [r.msg, r.was]),
+    [["job.queued", undefined], ["job.cancelled", "queued"]],
+  );
   encoder.release();
   assert.equal((await runToEnd(client, clock, failing)).status, "failed");
   const failed = transitions(failing).at(-1)!;
@@ -189,12 +195,15 @@ Deno.test("logs: LOG_FORMAT=json, one web and one worker process: every line is 
     ["job.queued", "request"],
     "the upload: its transition, then its request line",
   );
-  assert.deepEqual(of(workerLines), [
-    "job.started",
-    "job.progress",
-    "job.progress",
-    "job.progress",
-    "job.done",
-  ]);
+  // Progress is logged at the ticks that see it pass a quarter; a loaded
+  // machine may see the run end before its last quarter is ticked.
+  const mine = workerLines.filter((r) => r.job === id);
+  assert.equal(mine[0].msg, "job.started");
+  assert.equal(mine.at(-1)!.msg, "job.done");
+  const quarters = mine.slice(1, -1).map((r) => [r.msg, r.progress]);
+  assert.deepEqual(
+    quarters,
+    [25, 50, 75].slice(0, quarters.length).map((p) => ["job.progress", p]),
+  );
   await Deno.remove(dataDir, { recursive: true });
 });
