@@ -8,6 +8,7 @@ import { HTTPException } from "hono/http-exception";
 import { secureHeaders } from "hono/secure-headers";
 import { adminRoutes } from "./routes/admin.ts";
 import { adminPageRoutes } from "./routes/admin_page.tsx";
+import { accessLog } from "./routes/access_log.ts";
 import { assetRoutes, faviconRoutes } from "./routes/assets.ts";
 import type { AppDeps } from "./routes/deps.ts";
 import { clientOf } from "./routes/client_address.ts";
@@ -24,6 +25,7 @@ import { webhookRoutes } from "./routes/webhooks.ts";
 
 export function createApp(deps: AppDeps): Hono<SessionEnv> {
   const app = new Hono<SessionEnv>();
+  app.use(accessLog(deps.log));
   app.use(secureHeaders({
     contentSecurityPolicy: {
       defaultSrc: ["'self'"],
@@ -88,7 +90,11 @@ export function createApp(deps: AppDeps): Hono<SessionEnv> {
         err.status,
       );
     }
-    console.error(err);
+    deps.log.error(
+      "unhandled",
+      { method: c.req.method, path: c.req.path },
+      err,
+    );
     return c.json({
       error: { code: "internal", message: "Something went wrong on our side." },
     }, 500);

@@ -45,6 +45,7 @@ const schema = z.object({
   MODEL_TIMEOUT_MS: int(1).default(600_000),
   // A bearer token for the operators' API: long enough not to be guessed.
   ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
+  LOG_FORMAT: z.enum(["text", "json"]).default("text"),
 }).superRefine((e, ctx) => {
   if (e.MODEL === "command" && !e.MODEL_COMMAND) {
     ctx.addIssue({
@@ -119,6 +120,8 @@ export interface Config {
   modelTimeoutMs: number;
   /** The operators' bearer token (API.md "Operators"); null: no admin routes (404). */
   adminToken: string | null;
+  /** `json`: one JSON object per line (`log.ts`); `text`: readable lines. */
+  logFormat: "text" | "json";
 }
 
 /** Variables whose values an error message never shows. */
@@ -181,5 +184,6 @@ export function loadConfig(
     webhookBaseUrl: e.WEBHOOK_BASE_URL ?? null,
     modelTimeoutMs: e.MODEL_TIMEOUT_MS,
     adminToken: e.ADMIN_TOKEN ?? null,
+    logFormat: e.LOG_FORMAT,
   };
 }

@@ -53,3 +53,13 @@ Deno.test("ADMIN_TOKEN: unset (or empty) is null; a token shorter than 16 charac
       !e.message.includes("short"),
   );
 });
+
+Deno.test("config: LOG_FORMAT is text by default, json on request, nothing else", () => {
+  assert.equal(loadConfig({}).logFormat, "text");
+  assert.equal(loadConfig({ LOG_FORMAT: "json" }).logFormat, "json");
+  assert.throws(
+    () => loadConfig({ LOG_FORMAT: "xml" }),
+    (e: Error) =>
+      e instanceof ConfigError && e.message.startsWith("invalid LOG_FORMAT="),
+  );
+});

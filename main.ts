@@ -22,12 +22,14 @@ const server = service.app
     onListen: ({ hostname, port }) => {
       const host = hostname.includes(":") ? `[${hostname}]` : hostname;
       service.listening(`http://${host}:${port}/`);
-      console.log(`listening on http://${host}:${port}/`);
+      service.log.info(`listening on http://${host}:${port}/`);
     },
   }, service.app.fetch)
   : null;
 if (!server) {
-  console.log(`worker running (ROLE=${config.role}, id ${service.workerId})`);
+  service.log.info(
+    `worker running (ROLE=${config.role}, id ${service.workerId})`,
+  );
 }
 
 let stopping = false;
@@ -43,7 +45,7 @@ const stop = async () => {
 };
 const onSignal = () =>
   void stop().catch((e) => {
-    console.error("img2vid: stop failed:", e);
+    service.log.error("stop failed", {}, e);
     Deno.exit(1);
   });
 Deno.addSignalListener("SIGTERM", onSignal);

@@ -7,6 +7,7 @@ import type { Hono } from "hono";
 import { createApp } from "./app.ts";
 import { UploadsInFlight } from "./routes/limits.ts";
 import type { Config } from "./config.ts";
+import { createLogger, type Logger } from "./log.ts";
 import {
   ChildEncoder,
   type Encoder,
@@ -33,6 +34,8 @@ export interface Service {
   /** This process's worker id: its lease owner, and its per-process slots' ids. */
   workerId: string;
   hub: JobHub;
+  /** This process's logger (`LOG_FORMAT`, with its ROLE). */
+  log: Logger;
   /**
    * A graceful stop, first half: uploads get 503, event streams end, the
    * running job goes back to the queue at its place.
@@ -87,9 +90,13 @@ export async function startService(
     onRun?: WorkerOptions["onRun"];
     /** The model; by default the one `MODEL` names (`queue/models/index.ts`). */
     adapter?: (deps: { clock: Clock; workerId: string }) => ModelAdapter;
+    /** Where log lines go; by default `LOG_FORMAT` lines on stdout and stderr. */
+    log?: Logger;
   } = {},
 ): Promise<Service> {
   const timings = { ...TIMINGS, ...overrides.timings };
+  const log = overrides.log ??
+    createLogger({ format: config.logFormat, role: config.role });
   await Deno.mkdir(config.dataDir, { recursive: true });
   const kv = retryingWhenBusy(overrides.kv ?? await Deno.openKv(config.kvPath));
   const clock = overrides.clock ?? realClock;
@@ -106,8 +113,8 @@ export async function startService(
   const hub = new JobHub(
     kv,
     config.role === "web"
-      ? { watch: false, pollMs: timings.pollMs }
-      : { watch: true },
+      ? { watch: false, pollMs: timings.pollMs, log }
+      : { watch: true, log },
   );
 
   let worker: ModelWorker | null = null;
@@ -127,6 +134,7 @@ export async function startService(
           encoder,
           workerId,
           kv,
+          log,
           webhookUrl: (id) => cogWebhookUrl(key, webhookBase(), id),
         }),
       modelTimeoutMs: config.modelTimeoutMs,
@@ -137,6 +145,7 @@ export async function startService(
       idleMs: timings.idleMs,
       retentionMs: config.retentionMs,
       onRun: overrides.onRun,
+      log,
     }).start();
     const w = worker;
     // The doorbell only: returns at once (DESIGN.md: handlers run concurrently
@@ -167,7 +176,7 @@ export async function startService(
         await sweepExpired(kv, store, clock.now(), config.retentionMs);
         await sweepOrphans(kv, store, clock.now(), timings.orphanGraceMs);
       } catch (e) {
-        console.error("sweep failed:", e);
+        log.error("sweep.failed", {}, e);
       }
     };
     await sweep();
@@ -188,6 +197,7 @@ export async function startService(
     draining: () => draining,
     inFlight: new UploadsInFlight(config),
     shutdown: shutdown.signal,
+    log,
   });
 
   let drained: Promise<void> | null = null;
@@ -205,6 +215,7 @@ export async function startService(
     worker,
     workerId,
     hub,
+    log,
     drain,
     listening(url) {
       listeningOn = url;

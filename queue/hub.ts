@@ -7,6 +7,7 @@
  * `kv.watch` does not see writes from another process on the same file
  * (denoland/deno#21640), so a web-only process polls the same keys instead.
  */
+import { fallbackLogger, type Logger } from "../log.ts";
 import { FINAL_STATUSES } from "../shared/api.ts";
 import type { JobRecord, Progress } from "./jobs.ts";
 import { keys } from "./keys.ts";
@@ -33,7 +34,11 @@ export class JobHub {
 
   constructor(
     private readonly kv: Deno.Kv,
-    private readonly mode: { watch: true } | { watch: false; pollMs: number },
+    private readonly mode:
+      & ({ watch: true } | { watch: false; pollMs: number })
+      & {
+        log?: Logger;
+      },
   ) {}
 
   /** How many jobs are watched now (one KV watch or poll each). */
@@ -141,7 +146,13 @@ export class JobHub {
       }
     };
     const tick = () =>
-      void poll().catch((e) => console.error(`polling job ${id}:`, e));
+      void poll().catch((e) =>
+        (this.mode.log ?? fallbackLogger).error(
+          "hub.poll_failed",
+          { job: id },
+          e,
+        )
+      );
     tick();
     const timer = setInterval(tick, this.mode.pollMs);
     return () => clearInterval(timer);

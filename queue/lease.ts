@@ -65,6 +65,19 @@ export interface SlotUsage {
 export const MAX_ATTEMPTS = 3;
 
 /**
+ * A dead worker's job taken back from its expired lease: back in line, or
+ * failed with `model_crashed` after {@link MAX_ATTEMPTS} (for the logs).
+ */
+export interface Reclaimed {
+  jobId: string;
+  outcome: "requeued" | "failed";
+  /** Starts so far. */
+  attempts: number;
+  /** The dead worker's slot. */
+  slot?: string;
+}
+
+/**
  * When a lease runs out next: `slot`'s, or with no slot named the earliest
  * of every slot's (a dead worker's slot is noticed by any worker); null when
  * none is held.
@@ -103,11 +116,14 @@ export async function reclaimExpired(
   kv: Deno.Kv,
   now: number,
   retentionMs: number,
+  onReclaimed?: (r: Reclaimed) => void,
 ): Promise<number> {
   let returned = 0;
   for (const lease of await allLeases(kv)) {
     if (lease.value.expiresAt > now) continue;
-    if (await returnToQueue(kv, lease, now, retentionMs, false)) returned++;
+    if (await returnToQueue(kv, lease, now, retentionMs, false, onReclaimed)) {
+      returned++;
+    }
   }
   return returned;
 }
@@ -128,10 +144,12 @@ export async function claimNext(
     now: number;
     leaseMs: number;
     retentionMs: number;
+    /** Told of each dead worker's job taken back on the way. */
+    onReclaimed?: (r: Reclaimed) => void;
   },
 ): Promise<JobRecord | null> {
   const slot = opts.slot ?? DEFAULT_SLOT;
-  await reclaimExpired(kv, opts.now, opts.retentionMs);
+  await reclaimExpired(kv, opts.now, opts.retentionMs, opts.onReclaimed);
   for (;;) {
     const lease = await kv.get<Lease>(keys.slot(slot));
     if (lease.value && lease.value.expiresAt > opts.now) return null;
@@ -142,6 +160,7 @@ export async function claimNext(
         opts.now,
         opts.retentionMs,
         false,
+        opts.onReclaimed,
       );
       continue;
     }
@@ -262,6 +281,7 @@ async function returnToQueue(
   now: number,
   retentionMs: number,
   refund: boolean,
+  onReclaimed?: (r: Reclaimed) => void,
 ): Promise<boolean> {
   const { jobId } = lease.value;
   const [job, depth] = await kv.getMany<[JobRecord, number]>([
@@ -271,8 +291,12 @@ async function returnToQueue(
   const op = kv.atomic().check(lease, job, depth);
   endLease(op, lease, await usageOf(kv, lease.value), now);
   const record = job.value;
+  let outcome: Reclaimed["outcome"] | null = null;
   if (record?.status === "processing") {
-    if (!refund && record.attempts >= MAX_ATTEMPTS) {
+    outcome = !refund && record.attempts >= MAX_ATTEMPTS
+      ? "failed"
+      : "requeued";
+    if (outcome === "failed") {
       finalize(op, record, now, retentionMs, {
         status: "failed",
         error: {
@@ -294,7 +318,16 @@ async function returnToQueue(
       await rejoinLine(kv, op, record);
     }
   }
-  return (await op.commit()).ok;
+  const ok = (await op.commit()).ok;
+  if (ok && outcome && record) {
+    onReclaimed?.({
+      jobId,
+      outcome,
+      attempts: record.attempts,
+      slot: lease.value.slot,
+    });
+  }
+  return ok;
 }
 
 /**

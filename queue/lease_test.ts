@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { queuedJob } from "../tests/_fakes.ts";
 import { cancelJob, createJob, getJob } from "./jobs.ts";
 import { keys } from "./keys.ts";
-import { claimNext, renewLease } from "./lease.ts";
+import {
+  claimNext,
+  type Reclaimed,
+  reclaimExpired,
+  renewLease,
+} from "./lease.ts";
 
 const HOUR = 3_600_000;
 const claim = (kv: Deno.Kv, owner: string, now: number) =>
@@ -74,4 +79,28 @@ Deno.test("a renewal extends the holder's lease only; a cancelled job is told to
   assert.equal(await claim(kv, "b", 7500), null, "the lease now runs to 8000");
   await cancelJob(kv, job.id, 4000, HOUR);
   assert.equal(await renew("a", 4000), "cancelled");
+});
+
+Deno.test("a dead worker's job taken back is told to the caller (the logs): requeued with its attempts, then failed", async () => {
+  using kv = await Deno.openKv(":memory:");
+  const job = queuedJob(1000);
+  await createJob(kv, job, 10);
+  const told: Reclaimed[] = [];
+  let now = 2000;
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    await claimNext(kv, {
+      owner: `dies-${attempt}`,
+      now,
+      leaseMs: 5_000,
+      retentionMs: HOUR,
+      onReclaimed: (r) => told.push(r),
+    });
+    now += 5_001;
+  }
+  await reclaimExpired(kv, now, HOUR, (r) => told.push(r));
+  assert.deepEqual(told, [
+    { jobId: job.id, outcome: "requeued", attempts: 1, slot: "model" },
+    { jobId: job.id, outcome: "requeued", attempts: 2, slot: "model" },
+    { jobId: job.id, outcome: "failed", attempts: 3, slot: "model" },
+  ]);
 });

@@ -6,6 +6,7 @@
  * held until the model has stopped. Then the shared media step (a model's
  * own video made into the contract's MP4), the Clear Key copy and the commit.
  */
+import { fallbackLogger, type Logger } from "../log.ts";
 import type { Encoder } from "../media/clip.ts";
 import { EncodeError } from "../media/clip.ts";
 import type { Store, Workspace } from "../media/store.ts";
@@ -50,7 +51,12 @@ export interface ModelDeps {
   adapter?: ModelAdapter;
   /** A real model's run longer than this fails with `model_timeout` (none for the simulated one). */
   modelTimeoutMs?: number;
+  /** Job transitions (progress by quarters, done, failed) and errors. */
+  log?: Logger;
 }
+
+/** Progress is logged when it passes each of these, not every tick. */
+export const PROGRESS_LOGGED = [25, 50, 75];
 
 /**
  * How a run ended; `"busy"`: the slot's model was busy with someone else's
@@ -96,6 +102,9 @@ export async function runJob(
   slot: SlotInfo = DEFAULT_SLOT_INFO,
 ): Promise<RunOutcome> {
   const { kv, clock, store } = deps;
+  const log = deps.log ?? fallbackLogger;
+  const logKv = (id: string, e: unknown) =>
+    log.error("job.kv_error", { job: id, retried: true }, e);
   const adapter = defaultAdapter(deps);
   const holder: LeaseHolder = {
     owner: deps.owner,
@@ -107,6 +116,8 @@ export async function runJob(
   const modelOutput = `${workspace.outputs.video}.model`;
   const abort = new AbortController();
   let percent = 0;
+  /** How many of {@link PROGRESS_LOGGED} have been logged. */
+  let logged = 0;
   /** `ModelRun.wait` calls pending: each tick calls them, the loop sleeps no later than their `at`. */
   const waiters = new Set<Waiter>();
   /** Aborted to end the loop's current sleep early (a new, earlier waiter). */
@@ -178,6 +189,16 @@ export async function runJob(
           progress: percent,
         }).catch((e) => (logKv(job.id, e), "ok" as const));
         if (renewal !== "ok") why = renewal;
+        while (
+          renewal === "ok" && logged < PROGRESS_LOGGED.length &&
+          percent >= PROGRESS_LOGGED[logged]
+        ) {
+          log.info("job.progress", {
+            job: job.id,
+            slot: slot.id,
+            progress: PROGRESS_LOGGED[logged++],
+          });
+        }
       }
       if (why !== null) {
         abort.abort(new RunStopped(why));
@@ -232,13 +253,22 @@ export async function runJob(
   const settled = state.settled as Settled;
   const fail = async (error: JobError) => {
     await workspace.discard();
-    await retryKv(deps, job.id, () =>
+    const kept = await retryKv(deps, job.id, () =>
       finishJob(kv, {
         ...holder,
         now: clock.now(),
         retentionMs: deps.retentionMs,
         result: { error },
       }));
+    if (kept) {
+      log.info("job.failed", {
+        job: job.id,
+        slot: slot.id,
+        code: error.code,
+        message: error.message,
+        ms: clock.now() - start,
+      });
+    }
     return "failed" as const;
   };
   switch (why) {
@@ -262,9 +292,9 @@ export async function runJob(
     await workspace.discard();
     return "busy";
   }
-  if (!settled.ok) return await fail(runFailure(job.id, settled.error));
+  if (!settled.ok) return await fail(runFailure(log, job.id, settled.error));
 
-  const clearKey = await packageClearKeyCopy(workspace, job.id);
+  const clearKey = await packageClearKeyCopy(log, workspace, job.id);
   const { bytes, stored } = await workspace.commit();
   const kept = await retryKv(deps, job.id, () =>
     finishJob(kv, {
@@ -278,6 +308,14 @@ export async function runJob(
   // Cancelled meanwhile: the videos go; the image stays for a retry (or is
   // gone already, with the job, if it was deleted).
   if (!kept) await store.removeVideo(job.id);
+  else {
+    log.info("job.done", {
+      job: job.id,
+      slot: slot.id,
+      ms: clock.now() - start,
+      bytes,
+    });
+  }
   return kept ? "done" : "cancelled";
 }
 
@@ -316,17 +354,13 @@ async function transcode(
 /** Tries of a commit that ends a run before the error goes to the loop. */
 const KV_TRIES = 5;
 
-function logKv(id: string, e: unknown) {
-  console.error(`job ${id}: KV error (tried again):`, e);
-}
-
 /**
  * Runs `commit` (one that ends a run), trying again a tick later on a KV
  * error (a locked file): giving up would leave the job to its lease's
  * expiry and a second run.
  */
 async function retryKv<T>(
-  deps: Pick<ModelDeps, "clock" | "tickMs">,
+  deps: Pick<ModelDeps, "clock" | "tickMs" | "log">,
   id: string,
   commit: () => Promise<T>,
 ): Promise<T> {
@@ -335,7 +369,11 @@ async function retryKv<T>(
       return await commit();
     } catch (e) {
       if (i >= KV_TRIES) throw e;
-      logKv(id, e);
+      (deps.log ?? fallbackLogger).error(
+        "job.kv_error",
+        { job: id, retried: true },
+        e,
+      );
       await deps.clock.sleep(deps.tickMs);
     }
   }
@@ -371,7 +409,11 @@ async function removeFile(path: string): Promise<void> {
  * of its own. A clip that cannot be packaged still plays through plain Media
  * Source, so a failure here only logs.
  */
-async function packageClearKeyCopy(workspace: Workspace, id: string) {
+async function packageClearKeyCopy(
+  log: Logger,
+  workspace: Workspace,
+  id: string,
+) {
   const { fragments, cenc } = workspace.outputs;
   try {
     const clearKey = {
@@ -389,9 +431,7 @@ async function packageClearKeyCopy(workspace: Workspace, id: string) {
       key: encodeBase64Url(clearKey.key),
     };
   } catch (e) {
-    console.error(
-      `job ${id}: no Clear Key copy (${e instanceof Error ? e.message : e})`,
-    );
+    log.error("job.no_clear_key_copy", { job: id }, e);
     await Deno.remove(cenc).catch((e) => {
       if (!(e instanceof Deno.errors.NotFound)) throw e; // else: not written
     });
@@ -400,14 +440,14 @@ async function packageClearKeyCopy(workspace: Workspace, id: string) {
 }
 
 /** The job's error for a run that failed: the model's own, else a sentence of ours. */
-function runFailure(id: string, error: unknown): JobError {
+function runFailure(log: Logger, id: string, error: unknown): JobError {
   if (error instanceof ModelError) {
     return { code: error.code, message: error.message };
   }
   if (error instanceof EncodeError && error.code !== "encode_aborted") {
     return { code: error.code, message: error.message };
   }
-  console.error(`job ${id}: the model failed:`, error);
+  log.error("job.model_error", { job: id }, error);
   return {
     code: "model_failed",
     message: "The model failed on this image.",

@@ -8,6 +8,7 @@
  * handler just rings, and the loop claims with an atomic check. A timer
  * rings too, for KV Connect (no queue delivery) and after a crash.
  */
+import { fallbackLogger } from "../log.ts";
 import { getAll } from "./_kv.ts";
 import { keys } from "./keys.ts";
 import {
@@ -15,6 +16,7 @@ import {
   handBack,
   type Lease,
   leaseExpiry,
+  type Reclaimed,
   reclaimExpired,
 } from "./lease.ts";
 import {
@@ -29,7 +31,7 @@ import { beat } from "./slots.ts";
 export interface WorkerOptions extends ModelDeps {
   /** Look for work at least this often without a doorbell. */
   idleMs: number;
-  /** Called after each job, for tests and logs. */
+  /** Called after each job, for tests. */
   onRun?: (id: string, outcome: RunOutcome) => void;
 }
 
@@ -48,9 +50,11 @@ export class ModelWorker {
   /** Slot loops waiting for work now. */
   #waiting = 0;
   readonly #adapter: ModelAdapter;
+  readonly #log;
 
   constructor(private readonly deps: WorkerOptions) {
     this.#adapter = defaultAdapter(deps);
+    this.#log = deps.log ?? fallbackLogger;
   }
 
   /** The slots this worker offers. */
@@ -62,7 +66,7 @@ export class ModelWorker {
   start(): this {
     this.#loop ??= (async () => {
       await this.#settleLeases().catch((e) =>
-        console.error("worker: reading the leases at start:", e)
+        this.#log.error("worker.settle_failed", {}, e)
       );
       await Promise.all(this.#adapter.slots.map((slot) => this.#runSlot(slot)));
     })();
@@ -90,7 +94,7 @@ export class ModelWorker {
       waiting = waiting.filter((e, i) =>
         again[i].versionstamp === e.versionstamp && e.value.expiresAt > now
       );
-      await reclaimExpired(kv, now, this.deps.retentionMs);
+      await reclaimExpired(kv, now, this.deps.retentionMs, this.#reclaimed);
       if (waiting.length === 0) return;
       const next = Math.min(...waiting.map((e) => e.value.expiresAt));
       await this.#idle(
@@ -130,7 +134,7 @@ export class ModelWorker {
         // health check gone wrong must not end the loop, let alone the
         // process: log it and look again shortly. A job left running is
         // taken up again when its lease runs out.
-        console.error(`worker (${slot.id}):`, e);
+        this.#log.error("worker.error", { slot: slot.id }, e);
         await this.#idle(this.deps.idleMs, bell);
       }
     }
@@ -149,7 +153,7 @@ export class ModelWorker {
     const { kv, clock } = this.deps;
     const healthy = await this.#adapter.healthy(slot, this.#stop.signal)
       .catch((e) => {
-        console.error(`worker (${slot.id}): health check:`, e);
+        this.#log.error("worker.health_failed", { slot: slot.id }, e);
         return false;
       });
     const now = clock.now();
@@ -170,6 +174,7 @@ export class ModelWorker {
       return;
     }
     const job = await claimNext(kv, {
+      onReclaimed: this.#reclaimed,
       owner: this.deps.owner,
       slot: slot.id,
       kind: slot.kind,
@@ -189,7 +194,31 @@ export class ModelWorker {
       );
       return;
     }
+    // A job started again after its worker died: the crash's retry.
+    if (job.attempts > 1) {
+      this.#log.info("job.retried", { job: job.id, attempt: job.attempts });
+    }
+    this.#log.info("job.started", {
+      job: job.id,
+      slot: slot.id,
+      attempt: job.attempts,
+    });
     const outcome = await runJob(this.deps, job, this.#stop.signal, slot);
+    // done and failed are logged by runJob, with the video or the error.
+    if (outcome === "stopped" || outcome === "busy") {
+      this.#log.info("job.requeued", {
+        job: job.id,
+        slot: slot.id,
+        reason: outcome === "busy" ? "slot_busy" : "worker_stopping",
+      });
+    } else if (outcome === "lost" || outcome === "cancelled") {
+      // cancelled: the route that cancelled it logged `job.cancelled`.
+      this.#log.info("job.stopped", {
+        job: job.id,
+        slot: slot.id,
+        reason: outcome,
+      });
+    }
     if (outcome === "stopped" || outcome === "busy") {
       await handBack(
         kv,
@@ -205,6 +234,25 @@ export class ModelWorker {
     }
     this.deps.onRun?.(job.id, outcome);
   }
+
+  /** Logs a dead worker's job taken back (its lease ran out). */
+  #reclaimed = (r: Reclaimed) => {
+    if (r.outcome === "failed") {
+      this.#log.info("job.failed", {
+        job: r.jobId,
+        slot: r.slot,
+        code: "model_crashed",
+        attempt: r.attempts,
+      });
+    } else {
+      this.#log.info("job.requeued", {
+        job: r.jobId,
+        slot: r.slot,
+        reason: "lease_expired",
+        attempt: r.attempts,
+      });
+    }
+  };
 
   /** Sleeps until `ms` pass, the doorbell rings or the loop is stopped. */
   async #idle(ms: number, bell: AbortSignal): Promise<void> {

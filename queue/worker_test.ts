@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { memoryLogger } from "../log.ts";
 import { EncodeError, type Encoder } from "../media/clip.ts";
 import { FakeClock, FakeEncoder, queuedJob } from "../tests/_fakes.ts";
 import { putImage, STORES, type TestStore } from "../tests/_stores.ts";
@@ -272,22 +273,19 @@ for (const [name, make] of Object.entries(STORES)) {
         return typeof value === "function" ? value.bind(target) : value;
       },
     });
-    const logged: unknown[] = [];
-    const original = console.error;
-    console.error = (...args: unknown[]) => void logged.push(args);
-    try {
-      const outcomes: string[] = [];
-      const worker = new ModelWorker({
-        ...t.deps,
-        kv: flaky,
-        onRun: (_, o) => outcomes.push(o),
-      }).start();
-      await drive(t, worker, () => outcomes.length, 1);
-      assert.deepEqual(outcomes, ["done"]);
-    } finally {
-      console.error = original;
-    }
-    assert.equal(logged.length, 2);
+    const log = memoryLogger();
+    const outcomes: string[] = [];
+    const worker = new ModelWorker({
+      ...t.deps,
+      kv: flaky,
+      log,
+      onRun: (_, o) => outcomes.push(o),
+    }).start();
+    await drive(t, worker, () => outcomes.length, 1);
+    assert.deepEqual(outcomes, ["done"]);
+    const errors = log.records().filter((r) => r.level === "error");
+    assert.equal(errors.length, 2);
+    assert.ok(errors.every((r) => r.error === "Error: database is locked"));
     assert.equal((await getJob(t.kv, job.id))!.status, "done");
   });
 }

@@ -6,6 +6,7 @@
  * refused without asking KV) and written to KV, where the other web
  * processes' counts are read from (queue/streams.ts).
  */
+import { fallbackLogger, type Logger } from "../log.ts";
 import type { Clock } from "../queue/clock.ts";
 import { otherStreams, putStreamCount } from "../queue/streams.ts";
 import { tooMany } from "./errors.ts";
@@ -31,6 +32,7 @@ export class StreamSlots {
     private readonly max: number,
     /** The process stops: renewals stop, the entries expire. */
     private readonly shutdown: AbortSignal,
+    private readonly log: Logger = fallbackLogger,
   ) {
     shutdown.addEventListener("abort", () => this.#stopRenewing(), {
       once: true,
@@ -113,7 +115,7 @@ export class StreamSlots {
         // The KV store closed under a stopping process, or failed: the next
         // change or renewal writes again; the entries expire meanwhile.
         if (!this.shutdown.aborted) {
-          console.error("stream counts not written:", e);
+          this.log.error("streams.count_not_written", {}, e);
         }
         this.#dirty.clear();
       } finally {

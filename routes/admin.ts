@@ -23,7 +23,7 @@ import { viewJobs } from "./_views.ts";
 
 type AdminDeps = Pick<
   AppDeps,
-  "kv" | "clock" | "queue" | "key" | "config" | "ring"
+  "kv" | "clock" | "queue" | "key" | "config" | "ring" | "log"
 >;
 
 /** The app's own 404 (`app.notFound`), for every admin address without a token. */
@@ -99,6 +99,7 @@ export function adminRoutes(deps: AdminDeps) {
       if (result === "final") {
         throw notCancellable((await getJob(kv, id))?.status ?? "ended");
       }
+      deps.log.info("job.cancelled", { job: id, by: "admin" });
       return c.json((await adminJobs(deps, [result]))[0]);
     })
     .get("/slots", async (c) => {
@@ -118,10 +119,12 @@ export function adminRoutes(deps: AdminDeps) {
     .get("/pause", async (c) => c.json(await pauseView(kv)))
     .post("/pause", async (c) => {
       await pauseIntake(kv, clock.now());
+      deps.log.info("intake.paused", {});
       return c.json(await pauseView(kv));
     })
     .post("/resume", async (c) => {
       await resumeIntake(kv);
+      deps.log.info("intake.resumed", {});
       deps.ring();
       return c.json(await pauseView(kv));
     });

@@ -4,6 +4,7 @@
  * each route takes only the part of it that it uses (`Pick<AppDeps, …>`).
  */
 import type { Config } from "../config.ts";
+import type { Logger } from "../log.ts";
 import type { Store } from "../media/store.ts";
 import type { Clock } from "../queue/clock.ts";
 import type { JobHub } from "../queue/hub.ts";
@@ -27,4 +28,6 @@ export interface AppDeps {
   inFlight: UploadsInFlight;
   /** Aborts when the process stops: event streams end so clients reconnect. */
   shutdown: AbortSignal;
+  /** Request lines and the transitions a route makes (queued, cancelled). */
+  log: Logger;
 }

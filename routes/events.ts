@@ -37,7 +37,7 @@ interface Rendered {
 export function eventRoutes(
   deps: Pick<
     AppDeps,
-    "kv" | "clock" | "queue" | "key" | "config" | "hub" | "shutdown"
+    "kv" | "clock" | "queue" | "key" | "config" | "hub" | "shutdown" | "log"
   >,
 ) {
   const slots = new StreamSlots(
@@ -45,6 +45,7 @@ export function eventRoutes(
     deps.clock,
     deps.config.maxStreamsPerClient,
     deps.shutdown,
+    deps.log,
   );
   const rendered = new WeakMap<JobSnapshot, Promise<Rendered>>();
   const render = (snapshot: JobSnapshot, job: JobRecord) => {
@@ -133,7 +134,7 @@ export function eventRoutes(
         deps.shutdown.removeEventListener("abort", stop);
         stream.close();
       }
-    })().catch((e) => console.error(`event stream of ${id}:`, e)); // never an unhandled rejection
+    })().catch((e) => deps.log.error("events.failed", { job: id }, e)); // never an unhandled rejection
     return c.body(stream.body, 200, {
       "Content-Type": "text/event-stream",
       "Cache-Control": "no-cache",

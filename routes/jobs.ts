@@ -42,6 +42,7 @@ export function jobRoutes(deps: AppDeps) {
           c.get("session"),
           c.get("client"),
         );
+        deps.log.info("job.queued", { job: job.id, position });
         deps.ring();
         if (wantsPage(c)) return c.redirect(`/jobs/${job.id}`, 303);
         return c.json(
@@ -81,8 +82,10 @@ export function jobRoutes(deps: AppDeps) {
       if (result === null) throw notFound();
       if (result.ended === "deleted") {
         await store.removeJob(job.id);
+        deps.log.info("job.deleted", { job: job.id });
         return c.body(null, 204);
       }
+      deps.log.info("job.cancelled", { job: job.id, was: job.status });
       // A running job's worker stops within a tick; its image stays for a retry.
       return c.json(await view(result.job));
     })
@@ -107,6 +110,7 @@ export function jobRoutes(deps: AppDeps) {
         c.get("client"),
       );
       deps.ring();
+      deps.log.info("job.queued", { job: job.id, position, retryOf: id });
       return c.json(
         await view(job, new Map([[job.id, position]])),
         202,

@@ -6,6 +6,7 @@
  * (crash, signals, roles, the browser) uses `_server.ts`.
  */
 import { loadConfig } from "../config.ts";
+import { fallbackLogger, type Logger } from "../log.ts";
 import type { Store } from "../media/store.ts";
 import type { Clock } from "../queue/clock.ts";
 import { type Service, startService } from "../service.ts";
@@ -28,7 +29,13 @@ export const APP_ORIGIN = "http://img2vid.test";
 
 export async function startApp(
   env: Record<string, string> = {},
-  opts: { clock?: Clock; encoder?: FakeEncoder; store?: Store } = {},
+  opts: {
+    clock?: Clock;
+    encoder?: FakeEncoder;
+    store?: Store;
+    /** Where the log goes; errors only, to stderr, unless a test captures it. */
+    log?: Logger;
+  } = {},
 ): Promise<TestApp> {
   const dataDir = await Deno.makeTempDir({ prefix: "img2vid-app-" });
   const encoder = opts.encoder ?? new FakeEncoder();
@@ -39,6 +46,7 @@ export async function startApp(
       clock: opts.clock,
       encoder,
       store: opts.store,
+      log: opts.log ?? fallbackLogger,
     },
   );
   const app = service.app!;

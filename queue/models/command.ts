@@ -8,6 +8,7 @@
  * cancel or a timeout stops everything it started (a Python model's data
  * loader workers, an ffmpeg it calls), not only the shell.
  */
+import { fallbackLogger, type Logger } from "../../log.ts";
 import type {
   ModelAdapter,
   ModelResult,
@@ -50,12 +51,14 @@ export interface CommandOptions {
   maxOutputBytes?: number;
   /** {@link OUTPUT_CHECK_MS} unless a test needs it sooner. */
   outputCheckMs?: number;
+  /** Where a failed program's last lines go. */
+  log?: Logger;
 }
 
 /** One slot that runs the operator's program per job. */
 export class CommandAdapter implements ModelAdapter {
   readonly slots: readonly SlotInfo[];
-  readonly #opts: Required<Omit<CommandOptions, "env">> & {
+  readonly #opts: Required<Omit<CommandOptions, "env" | "log">> & {
     env: Record<string, string>;
   };
 
@@ -68,7 +71,10 @@ export class CommandAdapter implements ModelAdapter {
       ...opts,
     };
     this.slots = [{ id: opts.slotId, kind: "command" }];
+    this.#log = opts.log ?? fallbackLogger;
   }
+
+  readonly #log: Logger;
 
   /** A program is started per job: there is nothing to ask beforehand. */
   healthy(): Promise<boolean> {
@@ -182,11 +188,11 @@ export class CommandAdapter implements ModelAdapter {
     }
     if (!status.success) {
       const words = said.stderr.last || said.stdout.last;
-      console.error(
-        `job ${run.job.id}: the model ${exitOf(status)}; it said last:\n${
-          [...said.stdout.tail, ...said.stderr.tail].join("\n")
-        }`,
-      );
+      this.#log.error("model.exited", {
+        job: run.job.id,
+        exit: exitOf(status),
+        said: [...said.stdout.tail, ...said.stderr.tail].join("\n"),
+      });
       throw new ModelError(
         "model_failed",
         words ? words.slice(0, ERROR_CHARS) : `The model ${exitOf(status)}.`,
@@ -239,7 +245,7 @@ export async function endGroup(group: number, graceMs: number): Promise<void> {
   const given = Date.now() + KILL_WAIT_MS;
   while (groupAlive(group)) {
     if (Date.now() > given) {
-      console.error(`model process group ${group} outlived SIGKILL`);
+      fallbackLogger.error("model.outlived_sigkill", { group });
       return;
     }
     signalGroup(group, "SIGKILL");

@@ -4,6 +4,7 @@
  */
 import type { Config } from "../../config.ts";
 import type { Encoder } from "../../media/clip.ts";
+import type { Logger } from "../../log.ts";
 import type { Clock } from "../clock.ts";
 import type { ModelAdapter } from "./adapter.ts";
 import { CogAdapter } from "./cog.ts";
@@ -19,6 +20,7 @@ export interface AdapterDeps {
   /** `MODEL=cog`: where predictions are kept, and job `id`'s webhook URL. */
   kv?: Deno.Kv;
   webhookUrl?: (id: string) => Promise<string>;
+  log?: Logger;
 }
 
 /** The adapter for `config.model`. */
@@ -43,6 +45,7 @@ export function createAdapter(
         command: config.modelCommand!, // config.ts requires it with MODEL=command
         slotId: `command:${deps.workerId}`,
         timeoutMs: config.modelTimeoutMs,
+        log: deps.log,
       });
     case "cog":
       if (!deps.kv || !deps.webhookUrl) {
