@@ -73,8 +73,8 @@ export async function encoder(ctx: BenchContext): Promise<Row[]> {
   const span = (k: string) =>
     `${fmt(Math.min(...peaks(k)))}–${fmt(Math.max(...peaks(k)))}`;
   const nativeText = all.native
-    ? `native ffmpeg ${fmt(median("native"))} MB`
-    : "native ffmpeg: not installed, not measured";
+    ? `native ffmpeg, same arguments ${fmt(median("native"))} MB`
+    : "native ffmpeg: not installed (or not working), not measured";
   const time = medianPair(
     all.ours.map((p) => p.ms),
     all.before.map((p) => p.ms),
@@ -106,8 +106,12 @@ async function nativeFfmpeg(
   dir: string,
 ): Promise<(() => Promise<Peak>) | null> {
   try {
-    await new Deno.Command("ffmpeg", { args: ["-version"], stdout: "null" })
-      .output();
+    const version = await new Deno.Command("ffmpeg", {
+      args: ["-version"],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    if (!version.success) return null; // installed but broken: not measured
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return null;
     throw e;
@@ -119,5 +123,9 @@ async function nativeFfmpeg(
     "error",
     ...clipArgs(req, req.input, `${dir}/native.mp4`),
   ];
-  return () => peakOf("ffmpeg", args);
+  return async () => {
+    const p = await peakOf("ffmpeg", args);
+    if (p.code !== 0) throw new Error(`native ffmpeg failed (${p.code})`);
+    return p;
+  };
 }
