@@ -5,7 +5,7 @@
  * "Models"), in the same kind of child.
  */
 import { ModelError } from "../queue/models/adapter.ts";
-import type { FfmpegSpec } from "./ffmpeg_child.ts";
+import { CHILD_V8_FLAGS, type FfmpegSpec } from "./ffmpeg_child.ts";
 
 export interface ClipRequest {
   /** The stored upload. */
@@ -88,12 +88,20 @@ const ORIENT: Record<number, string[]> = {
   8: ["transpose=2"],
 };
 
-/** How every copy we make is encoded: H.264 `yuv420p`, faststart, no audio. */
+/**
+ * How every copy we make is encoded: H.264 `yuv420p`, faststart, no audio.
+ * No look-ahead and no B-frames: x264's look-ahead buffers were a third of
+ * the wasm heap at a 1080p clip's peak (80 MB of heap against 55 MB without;
+ * issue 14, BENCH.md), for a clip of a few frames that has nothing to look
+ * ahead at.
+ */
 const H264_OUT = [
   "-c:v",
   "libx264",
   "-preset",
   "veryfast",
+  "-x264-params",
+  "rc-lookahead=0:bframes=0",
   "-pix_fmt",
   "yuv420p",
   "-movflags",
@@ -187,6 +195,22 @@ const FRAG_REMUX = [
   "frag.mp4",
 ];
 
+/** What the child does for {@link ChildEncoder.makeClip}. */
+export function clipSpec(
+  req: Omit<ClipRequest, "signal">,
+): FfmpegSpec {
+  return {
+    inputs: [{ path: req.input, name: "input" }],
+    args: clipArgs(req, "input", "out.mp4"),
+    // The same stream, remuxed: no second encode.
+    then: FRAG_REMUX,
+    outputs: [
+      { name: "out.mp4", path: req.output },
+      { name: "frag.mp4", path: req.fragOutput },
+    ],
+  };
+}
+
 /** How much of ffmpeg's log a job's error quotes. */
 const ERROR_CHARS = 300;
 
@@ -209,6 +233,24 @@ const CHILD = new URL("./ffmpeg_child.ts", import.meta.url);
 const CONFIG = new URL("../deno.json", import.meta.url);
 
 /**
+ * The `deno` arguments of the child that runs `spec`: it may read anything
+ * and write only `writeDir`; V8 runs it with {@link CHILD_V8_FLAGS}.
+ */
+export function childArgs(spec: FfmpegSpec, writeDir: string): string[] {
+  return [
+    "run",
+    "--quiet",
+    "--no-prompt",
+    `--config=${CONFIG.pathname}`,
+    "--allow-read",
+    `--allow-write=${writeDir}`,
+    `--v8-flags=${CHILD_V8_FLAGS}`,
+    CHILD.pathname,
+    JSON.stringify(spec),
+  ];
+}
+
+/**
  * Runs one ffmpeg command in a child process. Resolves with the exit code and
  * the tail of ffmpeg's log; rejects with {@link EncodeError} on timeout/abort.
  */
@@ -220,16 +262,7 @@ export async function runFfmpeg(
     throw new EncodeError("encode_aborted", "The job was cancelled.");
   }
   const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      "--no-prompt",
-      `--config=${CONFIG.pathname}`,
-      "--allow-read",
-      `--allow-write=${opts.writeDir}`,
-      CHILD.pathname,
-      JSON.stringify(spec),
-    ],
+    args: childArgs(spec, opts.writeDir),
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -275,7 +308,7 @@ async function tail(stream: ReadableStream<Uint8Array>, max: number) {
 }
 
 const NEEDED = [
-  "../node_modules/@ffmpeg/ffmpeg/dist/esm/classes.js",
+  "../node_modules/@ffmpeg/core/dist/esm/ffmpeg-core.js",
   "../node_modules/@ffmpeg/core/dist/esm/ffmpeg-core.wasm",
 ].map((p) => new URL(p, import.meta.url));
 
@@ -314,16 +347,11 @@ export class ChildEncoder implements Encoder {
 
   async makeClip(req: ClipRequest): Promise<void> {
     const writeDir = req.output.slice(0, req.output.lastIndexOf("/")) || ".";
-    const { code, log } = await runFfmpeg({
-      inputs: [{ path: req.input, name: "input" }],
-      args: clipArgs(req, "input", "out.mp4"),
-      // The same stream, remuxed: no second encode.
-      then: FRAG_REMUX,
-      outputs: [
-        { name: "out.mp4", path: req.output },
-        { name: "frag.mp4", path: req.fragOutput },
-      ],
-    }, { timeoutMs: this.opts.timeoutMs, signal: req.signal, writeDir });
+    const { code, log } = await runFfmpeg(clipSpec(req), {
+      timeoutMs: this.opts.timeoutMs,
+      signal: req.signal,
+      writeDir,
+    });
     if (code !== 0) {
       throw new EncodeError(
         "encode_failed",

@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
-import { inspectVideo } from "../tests/_media.ts";
-import { ChildEncoder, clipSize, EncodeError } from "./clip.ts";
+import { inspectVideo, makeNoisyPng } from "../tests/_media.ts";
+import { peakOf } from "../tests/_peak.ts";
+import {
+  childArgs,
+  ChildEncoder,
+  clipSize,
+  clipSpec,
+  EncodeError,
+} from "./clip.ts";
 import { bytesSource, probeImage } from "./probe.ts";
 
 const fixtures = new URL("../tests/fixtures/", import.meta.url);
@@ -133,5 +140,37 @@ Deno.test("an encoder that overruns is killed with encode_timeout; a cancel kill
     (e) => e instanceof EncodeError && e.code === "encode_aborted",
   );
   await assert.rejects(Deno.stat(req.output), Deno.errors.NotFound);
+  await Deno.remove(dir, { recursive: true });
+});
+
+/**
+ * Issue 14's ceiling for the encoder child on a 1921×1081 PNG: 1.5× what
+ * native ffmpeg peaks at for the same filters (110-116 MB). It was 265-290 MB
+ * with `@ffmpeg/ffmpeg`'s Worker, TurboFan and x264's look-ahead.
+ */
+const CHILD_PEAK_MB = 165;
+const MB = 1024 * 1024;
+
+Deno.test(`the encoder child makes a 1921×1081 PNG's clip in at most ${CHILD_PEAK_MB} MB`, async () => {
+  const dir = await Deno.makeTempDir();
+  const input = `${dir}/in.png`;
+  await makeNoisyPng(input, 1921, 1081);
+  const req = {
+    input,
+    output: `${dir}/out.mp4`,
+    fragOutput: `${dir}/frag.mp4`,
+    width: 1921,
+    height: 1081,
+    orientation: 1,
+  };
+  // The very command ChildEncoder runs, in a wrapper that reads its peak.
+  const peak = await peakOf(Deno.execPath(), childArgs(clipSpec(req), dir));
+  assert.equal(peak.code, 0);
+  const facts = await inspectVideo(req.output);
+  assert.deepEqual([facts.width, facts.height, facts.frames], [1280, 720, 5]);
+  assert.ok(
+    peak.peakBytes <= CHILD_PEAK_MB * MB,
+    `peak ${(peak.peakBytes / MB).toFixed(1)} MB`,
+  );
   await Deno.remove(dir, { recursive: true });
 });

@@ -3,14 +3,26 @@
  * loads and what an encode peaks at (DESIGN.md, BENCH.md) go back to the OS
  * when the process ends, and a crash or a hang cannot touch the server.
  *
- * Files go in and out with `Deno.readFile`/`Deno.writeFile`: `@ffmpeg/util`'s
- * `fetchFile` does the same for browsers (Blob, URL) and adds nothing here.
+ * The core (`@ffmpeg/core`, an Emscripten module) runs here in the main
+ * isolate, not behind `@ffmpeg/ffmpeg`'s class: that class starts a Worker (a
+ * second isolate) and posts every file to it, which buys nothing in a process
+ * that exists for one command. What else is kept out of the peak (issue 14,
+ * measured on a 1921×1081 PNG in BENCH.md):
+ * - the 31 MB of wasm bytes are dropped once compiled and collected (`gc()`,
+ *   `--expose-gc`) before ffmpeg runs, rather than whenever V8 gets to them;
+ * - V8 runs the wasm with Liftoff only ({@link CHILD_V8_FLAGS}): TurboFan's
+ *   second copy of the hot code and its compile zones cost ~85 MB at the peak
+ *   for a few frames' work;
+ * - x264 has no look-ahead and no B-frames (media/clip.ts), which keeps its
+ *   frame buffers out of the wasm heap.
  *
- * Usage: deno run --allow-read --allow-write=<dir> media/ffmpeg_child.ts '<json spec>'
- * where the spec is {@link FfmpegSpec}. Exit code: ffmpeg's own (0 = success).
+ * Files go in and out with `Deno.readFile`/`Deno.writeFile` and the core's
+ * in-memory file system.
+ *
+ * Usage: deno run --allow-read --allow-write=<dir> --v8-flags=<CHILD_V8_FLAGS>
+ * media/ffmpeg_child.ts '<json spec>' where the spec is {@link FfmpegSpec}.
+ * Exit code: ffmpeg's own (0 = success).
  */
-// @ts-types="../node_modules/@ffmpeg/ffmpeg/dist/esm/classes.d.ts"
-import { FFmpeg } from "@ffmpeg/ffmpeg/classes";
 
 /** What the child does: copy inputs in, run ffmpeg, copy outputs out. */
 export interface FfmpegSpec {
@@ -23,31 +35,84 @@ export interface FfmpegSpec {
   outputs: { name: string; path: string }[];
 }
 
+/**
+ * V8 flags the child runs with: Liftoff only (no TurboFan tier-up), and `gc()`
+ * so that the wasm bytes are gone before the encode starts.
+ */
+export const CHILD_V8_FLAGS = "--liftoff-only,--expose-gc";
+
 const CORE_DIR = new URL(
   "../node_modules/@ffmpeg/core/dist/esm/",
   import.meta.url,
 );
+const CORE_JS = new URL("ffmpeg-core.js", CORE_DIR);
+const CORE_WASM = new URL("ffmpeg-core.wasm", CORE_DIR);
+
+/** The part of the Emscripten module this child uses. */
+interface Core {
+  FS: {
+    writeFile(name: string, data: Uint8Array): void;
+    readFile(name: string): Uint8Array;
+  };
+  setLogger(log: (entry: { message: string }) => void): void;
+  exec(...args: string[]): number;
+  ret: number;
+  reset(): void;
+}
+
+type CoreFactory = (options: Record<string, unknown>) => Promise<Core>;
+
+async function loadCore(): Promise<Core> {
+  // The core is built for a Worker and reads `self.location` when it starts;
+  // a Deno main isolate has no location unless one is given.
+  Object.defineProperty(globalThis, "location", {
+    value: CORE_JS,
+    configurable: true,
+  });
+  const factory = (await import(CORE_JS.href)).default as CoreFactory;
+  return await factory({
+    // Compiled here rather than by the core's fetch, so that no reference to
+    // the bytes outlives the compile.
+    instantiateWasm(
+      imports: WebAssembly.Imports,
+      receive: (instance: WebAssembly.Instance) => void,
+    ) {
+      compile(imports).then(receive);
+      return {};
+    },
+  });
+}
+
+async function compile(imports: WebAssembly.Imports) {
+  const module = await WebAssembly.compile(await Deno.readFile(CORE_WASM));
+  return await WebAssembly.instantiate(module, imports);
+}
+
+/** Collects what is unreachable now, where `--expose-gc` allows it. */
+function collect() {
+  (globalThis as { gc?: () => void }).gc?.();
+}
 
 async function main(spec: FfmpegSpec): Promise<number> {
-  const ffmpeg = new FFmpeg();
-  ffmpeg.on("log", ({ message }) => console.error(message));
-  await ffmpeg.load({
-    coreURL: new URL("ffmpeg-core.js", CORE_DIR).href,
-    wasmURL: new URL("ffmpeg-core.wasm", CORE_DIR).href,
-  });
+  const core = await loadCore();
+  core.setLogger(({ message }) => console.error(message));
   for (const input of spec.inputs) {
-    await ffmpeg.writeFile(input.name, await Deno.readFile(input.path));
+    core.FS.writeFile(input.name, await Deno.readFile(input.path));
   }
-  let code = await ffmpeg.exec(spec.args);
-  if (code === 0 && spec.then) code = await ffmpeg.exec(spec.then);
+  collect();
+  const run = (args: string[]) => {
+    core.exec(...args);
+    const code = core.ret;
+    core.reset();
+    return code;
+  };
+  let code = run(spec.args);
+  if (code === 0 && spec.then) code = run(spec.then);
   if (code === 0) {
     for (const output of spec.outputs) {
-      const data = await ffmpeg.readFile(output.name);
-      if (typeof data === "string") throw new Error("unexpected text output");
-      await Deno.writeFile(output.path, data);
+      await Deno.writeFile(output.path, core.FS.readFile(output.name));
     }
   }
-  ffmpeg.terminate();
   return code;
 }
 

@@ -51,3 +51,37 @@ function topLevelBoxes(bytes: Uint8Array): string[] {
   }
   return boxes;
 }
+
+/** Long enough for ffmpeg.wasm to start and write one 1080p frame. */
+const MAKE_IMAGE_TIMEOUT_MS = 60_000;
+
+/**
+ * Writes a PNG of a test pattern under uniform noise to `path`: noise keeps
+ * PNG from compressing it much, so the file and its decode are as large as a
+ * photo's (1920×1080: about 4 MB).
+ */
+export async function makeNoisyPng(
+  path: string,
+  width: number,
+  height: number,
+): Promise<void> {
+  const dir = path.slice(0, path.lastIndexOf("/"));
+  const { code, log } = await runFfmpeg({
+    inputs: [],
+    args: [
+      "-f",
+      "lavfi",
+      "-i",
+      `testsrc2=size=${width}x${height}:rate=1`,
+      "-vf",
+      "noise=alls=60:allf=u",
+      "-frames:v",
+      "1",
+      "-update",
+      "1",
+      "out.png",
+    ],
+    outputs: [{ name: "out.png", path }],
+  }, { timeoutMs: MAKE_IMAGE_TIMEOUT_MS, writeDir: dir });
+  if (code !== 0) throw new Error(log);
+}

@@ -3,7 +3,7 @@
  * from /proc, peak sampling, paired runs against a baseline and the median
  * pair of them, the bare baseline server and the test images.
  */
-import { runFfmpeg } from "../../media/clip.ts";
+import { makeNoisyPng } from "../_media.ts";
 import { SERVER_V8_FLAGS } from "../_server.ts";
 
 /** One line of BENCH.md's table. */
@@ -206,32 +206,12 @@ async function firstUrl(stream: ReadableStream<Uint8Array>): Promise<string> {
 export const readSmallImage = () =>
   Deno.readFile(new URL("../fixtures/rgb.png", import.meta.url));
 
-/** Long enough for ffmpeg.wasm to start and write one 1080p frame. */
-const MAKE_IMAGE_TIMEOUT_MS = 60_000;
-
 /**
  * A 1080p PNG of a test pattern under uniform noise: noise keeps PNG from
  * compressing it much, so the upload and the decode are as large as a photo's.
  */
 export async function makeLargeImage(dir: string): Promise<Uint8Array> {
   const path = `${dir}/1080p.png`;
-  const { code, log } = await runFfmpeg({
-    inputs: [],
-    args: [
-      "-f",
-      "lavfi",
-      "-i",
-      "testsrc2=size=1920x1080:rate=1",
-      "-vf",
-      "noise=alls=60:allf=u",
-      "-frames:v",
-      "1",
-      "-update",
-      "1",
-      "out.png",
-    ],
-    outputs: [{ name: "out.png", path }],
-  }, { timeoutMs: MAKE_IMAGE_TIMEOUT_MS, writeDir: dir });
-  if (code !== 0) throw new Error(log);
+  await makeNoisyPng(path, 1920, 1080);
   return Deno.readFile(path);
 }

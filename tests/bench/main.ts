@@ -6,6 +6,7 @@
  */
 import { cog } from "./cog.ts";
 import { command } from "./command.ts";
+import { encoder } from "./encoder.ts";
 import { fair } from "./fair.ts";
 import { ingest } from "./ingest.ts";
 import { pipeline } from "./pipeline.ts";
@@ -27,6 +28,7 @@ import {
 /** In the order they run and appear in BENCH.md. */
 const SECTIONS: Record<string, Section> = {
   pipeline,
+  encoder,
   utilisation,
   ingest,
   stalled,
