@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { inspectVideo, makeNoisyPng } from "../tests/_media.ts";
-import { peakOf } from "../tests/_peak.ts";
 import {
   childArgs,
   ChildEncoder,
@@ -143,15 +142,9 @@ Deno.test("an encoder that overruns is killed with encode_timeout; a cancel kill
   await Deno.remove(dir, { recursive: true });
 });
 
-/**
- * Issue 14's ceiling for the encoder child on a 1921×1081 PNG: 1.5× what
- * native ffmpeg peaks at for the same filters (110-116 MB). It was 265-290 MB
- * with `@ffmpeg/ffmpeg`'s Worker, TurboFan and x264's look-ahead.
- */
-const CHILD_PEAK_MB = 165;
-const MB = 1024 * 1024;
-
-Deno.test(`the encoder child makes a 1921×1081 PNG's clip in at most ${CHILD_PEAK_MB} MB`, async () => {
+// The child's peak memory on this image is a `deno task bench encoder` row
+// (issue 14's goal), not an assertion here: memory targets live in the bench.
+Deno.test("the encoder child, run as ChildEncoder runs it, makes a 1921×1081 PNG's 1280×720 clip", async () => {
   const dir = await Deno.makeTempDir();
   const input = `${dir}/in.png`;
   await makeNoisyPng(input, 1921, 1081);
@@ -163,14 +156,13 @@ Deno.test(`the encoder child makes a 1921×1081 PNG's clip in at most ${CHILD_PE
     height: 1081,
     orientation: 1,
   };
-  // The very command ChildEncoder runs, in a wrapper that reads its peak.
-  const peak = await peakOf(Deno.execPath(), childArgs(clipSpec(req), dir));
-  assert.equal(peak.code, 0);
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: childArgs(clipSpec(req), dir),
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
   const facts = await inspectVideo(req.output);
   assert.deepEqual([facts.width, facts.height, facts.frames], [1280, 720, 5]);
-  assert.ok(
-    peak.peakBytes <= CHILD_PEAK_MB * MB,
-    `peak ${(peak.peakBytes / MB).toFixed(1)} MB`,
-  );
   await Deno.remove(dir, { recursive: true });
 });
