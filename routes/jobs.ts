@@ -15,7 +15,7 @@ import { refusedPage } from "./pages.tsx";
 import type { SessionEnv } from "./session.ts";
 import { acceptUpload } from "./_upload.ts";
 import { jobIdParam } from "./_validate.ts";
-import { viewJobs } from "./_views.ts";
+import { viewJobs, viewLine } from "./_views.ts";
 
 /** A browser navigating (a form post), as opposed to a script's fetch or curl. */
 const wantsPage = (c: Context) =>
@@ -53,7 +53,11 @@ export function jobRoutes(deps: AppDeps) {
     })
     .get("/", async (c) => {
       const jobs = await listSessionJobs(kv, c.get("session"));
-      return c.json({ jobs: await viewJobs(deps, jobs) });
+      const [views, line] = await Promise.all([
+        viewJobs(deps, jobs),
+        viewLine(deps),
+      ]);
+      return c.json({ jobs: views, line });
     })
     .get("/:id", jobIdParam, async (c) => {
       const { id } = c.req.valid("param");

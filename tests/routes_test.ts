@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { startApp, type TestApp } from "./_app.ts";
+import { FakeClock } from "./_fakes.ts";
 import { type ApiJobLike, fixture } from "./_server.ts";
 
 const HTML = "text/html,application/xhtml+xml,*/*;q=0.8"; // what a browser's form post accepts
@@ -213,4 +214,31 @@ Deno.test("events: a reconnect with the final event's id gets 204, even after th
   );
   assert.equal(current.length, 1, "the current state, straight away");
   assert.equal(current[0].id, finalId, "under the same final id");
+});
+
+Deno.test("GET /api/jobs adds the whole line for the page's summary: waiting in all, running, slots", async () => {
+  const clock = new FakeClock(Date.now());
+  await using app = await startApp({ MODEL_DURATION_MS: "60000" }, { clock });
+  const mine = app.client("192.0.2.1");
+  const other = app.client("192.0.2.2");
+  const png = await fixture("rgb.png");
+  const first = await mine.upload(png);
+  assert.equal(first.status, 202);
+  await clock.untilSleeping(1); // the model has taken the first one
+  for (let i = 0; i < 2; i++) {
+    assert.equal((await mine.upload(png)).status, 202);
+  }
+  assert.equal((await other.upload(png)).status, 202);
+
+  const { status, body } = await mine.json<
+    { jobs: ApiJobLike[]; line: Record<string, number> }
+  >("/api/jobs");
+  assert.equal(status, 200);
+  assert.equal(body.jobs.length, 2 + 1, "only the session's own jobs");
+  assert.deepEqual(body.line, { waiting: 3, running: 1, slots: 1 });
+  // The other session sees the same line beside its one job.
+  const theirs = await other.json<{ line: Record<string, number> }>(
+    "/api/jobs",
+  );
+  assert.deepEqual(theirs.body.line, { waiting: 3, running: 1, slots: 1 });
 });
