@@ -21,6 +21,7 @@ import {
   type Shown,
   shownAt,
   stateText,
+  uploadError,
   upsertJob,
 } from "./job_state.ts";
 import Player from "./Player.tsx";
@@ -60,8 +61,11 @@ const previews = new BoundedMap<string, string>(
   (url) => URL.revokeObjectURL(url),
 );
 
-/** A small copy of the picture at `url`; revokes `url` once it is drawn. */
-async function shrinkPreview(url: string): Promise<string> {
+/**
+ * A small copy of the picture at `url`; revokes `url` once it is drawn,
+ * unless `keep` (a retried job's card copies the original job's).
+ */
+async function shrinkPreview(url: string, keep = false): Promise<string> {
   try {
     const img = new Image();
     img.src = url;
@@ -76,7 +80,7 @@ async function shrinkPreview(url: string): Promise<string> {
     canvas.getContext("2d")!.drawImage(img, 0, 0, canvas.width, canvas.height);
     const blob = await new Promise<Blob | null>((r) => canvas.toBlob(r));
     if (!blob) return url;
-    URL.revokeObjectURL(url);
+    if (!keep) URL.revokeObjectURL(url);
     return URL.createObjectURL(blob);
   } catch {
     return url; // undecodable here: keep showing the original
@@ -215,19 +219,33 @@ export default function JobList(props: JobListProps) {
     return () => removeEventListener("pagehide", flush);
   }, []);
 
+  /** Jobs tried again from this page: a job is tried again once (API.md). */
+  const [retried, setRetried] = useState(new Set<string>());
   const retry = async (job: ApiJob) => {
     setProblem(job.id, null);
     try {
       const res = await fetch(`/api/jobs/${job.id}/retry`, { method: "POST" });
+      const body = await res.json().catch(() => null);
       if (res.status === 409) return setProblem(job.id, t(lang, "err_retry"));
-      if (res.status !== 202) throw new Error();
-      const fresh = await res.json() as ApiJob;
+      if (res.status !== 202) {
+        // Refused like an upload (paused, full, too many waiting): its sentence.
+        return setProblem(
+          job.id,
+          uploadError(
+            lang,
+            res.status,
+            body,
+            res.headers.get("Retry-After"),
+            0,
+          ),
+        );
+      }
+      const fresh = body as ApiJob;
+      setRetried((s) => new Set(s).add(job.id));
       const small = previews.get(job.id);
       if (small) { // the new job shows the same picture: its own copy
-        const copy = await fetch(small).then((r) => r.blob()).then((b) =>
-          URL.createObjectURL(b)
-        ).catch(() => null);
-        if (copy) previews.set(fresh.id, copy);
+        const copy = await shrinkPreview(small, true);
+        if (copy !== small) previews.set(fresh.id, copy);
       }
       update(fresh);
     } catch {
@@ -330,7 +348,7 @@ export default function JobList(props: JobListProps) {
                   problem={problems.get(job.id)}
                   onDelete={() => remove(job.id)}
                   onUndo={() => undo(job.id)}
-                  onRetry={() => retry(job)}
+                  onRetry={retried.has(job.id) ? undefined : () => retry(job)}
                 />
               );
             })}
@@ -366,7 +384,8 @@ function JobCard(
     problem?: string;
     onDelete: () => void;
     onUndo: () => void;
-    onRetry: () => void;
+    /** Unset once this page has tried the job again (a job is tried once). */
+    onRetry?: () => void;
   },
 ) {
   const live = !FINAL_STATUSES.has(job.status);
@@ -508,7 +527,8 @@ function JobCard(
               {t(lang, "cancel")}
             </button>
           )}
-          {(job.status === "failed" || job.status === "cancelled") && (
+          {(job.status === "failed" || job.status === "cancelled") &&
+            onRetry && (
             <button type="button" class="retry" onClick={onRetry}>
               {t(lang, "retry")}
             </button>

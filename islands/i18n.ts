@@ -29,7 +29,8 @@ const en = {
   deleted: "Deleted.",
   undo: "Undo",
   retry: "Try again",
-  err_retry: "This picture is no longer kept; upload it again.",
+  err_retry:
+    "This picture cannot be tried again (it was already, or it is no longer kept); upload it again.",
   err_action: "That did not work; check the connection and try again.",
   noPreview: "Picture {w}×{h}",
   pick: "Choose pictures",
@@ -120,7 +121,7 @@ const zh: Record<Key, string> = {
   deleted: "已删除。",
   undo: "撤销",
   retry: "重试",
-  err_retry: "这张图片已不再保留，请重新上传。",
+  err_retry: "这张图片无法再次重试（已重试过，或已不再保留），请重新上传。",
   err_action: "操作未成功，请检查网络连接后重试。",
   noPreview: "图片 {w}×{h}",
   pick: "选择图片",

@@ -160,24 +160,28 @@ Deno.test({
 Deno.test({
   ...OPTS,
   name:
-    "page controls: Delete waits for Undo before it is sent; Undo keeps the video; Delete again removes it for good",
+    "page controls: Delete waits for Undo before it is sent; Undo keeps the video; a deleted one is gone for good",
   async fn() {
     await using server = await startServer({ MODEL_DURATION_MS: "300" });
     await using browser = await launch();
     const page = await browser.newPage();
-    const deletes: number[] = [];
+    const deletes: string[] = [];
     page.on("response", (r) => {
-      if (r.request().method() === "DELETE") deletes.push(r.status());
+      if (r.request().method() === "DELETE") {
+        deletes.push(`${r.status()} ${new URL(r.url()).pathname}`);
+      }
     });
     await openPage(page, server.url);
-    await page.setInputFiles(
-      'input[name="image"]',
-      new URL("./fixtures/rgb.png", import.meta.url).pathname,
+    const png = new URL("./fixtures/rgb.png", import.meta.url).pathname;
+    await page.setInputFiles('input[name="image"]', [png, png]);
+    await cardCount(page, 2, "done");
+    const [second, first] = await page.locator("li.job").evaluateAll((lis) =>
+      lis.map((li) => li.getAttribute("data-job-id")!)
     );
-    await cardCount(page, 1, "done");
-    await page.click("li.job button.delete");
+    const card = (id: string) => `li[data-job-id="${id}"]`;
+    await page.click(`${card(first)} button.delete`);
     assert.equal(
-      await page.locator("li.job .deleted").textContent(),
+      await page.locator(`${card(first)} .deleted`).textContent(),
       "Deleted.",
     );
     assert.equal(
@@ -185,26 +189,86 @@ Deno.test({
       "undo",
       "focus moves to Undo",
     );
-    await page.click("li.job button.undo");
-    await page.locator("li.job button.delete").waitFor();
+    await page.click(`${card(first)} button.undo`);
+    await page.locator(`${card(first)} button.delete`).waitFor();
     assert.equal(
       await page.evaluate(() => document.activeElement?.className),
       "delete",
       "and back to Delete",
     );
-    // Deleted again and left: the one DELETE is sent once Undo's time is up
-    // (an Undo that did not stop the first timer would send a second one).
+    // The second, deleted after the first's Undo, is sent once Undo's time
+    // is up: by then the first's request would have gone too, had Undo not
+    // stopped it.
     const [sent] = await Promise.all([
       page.waitForResponse((r) => r.request().method() === "DELETE", {
         timeout: 15_000,
       }),
-      page.click("li.job button.delete"),
+      page.click(`${card(second)} button.delete`),
     ]);
     assert.equal(sent.status(), 204);
-    await cardCount(page, 0);
-    assert.deepEqual(deletes, [204], "one DELETE, after Undo's time");
+    await cardCount(page, 1, "done");
+    assert.deepEqual(deletes, [`204 /api/jobs/${second}`]);
+    assert.equal(
+      await page.locator(`${card(first)} button.delete`).count(),
+      1,
+      "the undone one stays",
+    );
     await page.reload();
-    assert.equal(await page.locator("li.job").count(), 0, "gone for good");
+    assert.deepEqual(
+      await page.locator("li.job").evaluateAll((lis) =>
+        lis.map((li) => li.getAttribute("data-job-id"))
+      ),
+      [first],
+      "deleted for good, the other kept",
+    );
+  },
+});
+
+Deno.test({
+  ...OPTS,
+  name:
+    "page controls: Try again makes a new job from a cancelled one, once; a second try says why in words",
+  async fn() {
+    await using server = await startServer({ MODEL_DURATION_MS: "60000" });
+    await using browser = await launch();
+    const page = await browser.newPage();
+    const sent = posts(page);
+    await openPage(page, server.url);
+    await page.setInputFiles(
+      'input[name="image"]',
+      new URL("./fixtures/rgb.png", import.meta.url).pathname,
+    );
+    await cardCount(page, 1);
+    await page.click("li.job button.cancel");
+    await cardCount(page, 1, "cancelled");
+    const old = await page.locator("li.job").getAttribute("data-job-id");
+    await page.click("li.job button.retry");
+    await cardCount(page, 2);
+    assert.deepEqual(sent.slice(1), [`/api/jobs/${old}/retry`]);
+    const fresh = page.locator("li.job").first();
+    assert.notEqual(await fresh.getAttribute("data-job-id"), old);
+    assert.match(
+      await fresh.getAttribute("data-status") ?? "",
+      /^(queued|processing)$/,
+    );
+    assert.ok(
+      await fresh.locator("img.thumb").count() === 1,
+      "the new card shows the same picture",
+    );
+    assert.equal(
+      await page.locator(`li[data-job-id="${old}"] button.retry`).count(),
+      0,
+      "a job is tried again once",
+    );
+    // After a reload the page no longer knows; the server's 409 is told in words.
+    await page.reload();
+    await page.click(`li[data-job-id="${old}"] button.retry`);
+    assert.equal(
+      await page.locator(`li[data-job-id="${old}"] [role="alert"]`)
+        .textContent(),
+      "This picture cannot be tried again (it was already, or it is no longer kept); upload it again.",
+    );
+    assert.equal(await page.locator("li.job").count(), 2, "no third job");
   },
 });
 
