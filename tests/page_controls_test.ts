@@ -227,6 +227,40 @@ Deno.test({
 Deno.test({
   ...OPTS,
   name:
+    "page controls: a Delete still waiting for Undo is sent when the page goes away",
+  async fn() {
+    await using server = await startServer({ MODEL_DURATION_MS: "300" });
+    await using browser = await launch();
+    const page = await browser.newPage();
+    await openPage(page, server.url);
+    await page.setInputFiles(
+      'input[name="image"]',
+      new URL("./fixtures/rgb.png", import.meta.url).pathname,
+    );
+    await cardCount(page, 1, "done");
+    const id = await page.locator("li.job").getAttribute("data-job-id");
+    await page.click("li.job button.delete");
+    await page.locator("li.job button.undo").waitFor();
+    await page.goto(`${server.url}/?lang=en`);
+    // The request outlives the page it came from (keepalive), so neither page
+    // reports it: the job itself says whether it was deleted. (A synchronous
+    // request: waitForFunction takes a promise for true.)
+    await page.waitForFunction(
+      (id) => {
+        const xhr = new XMLHttpRequest();
+        xhr.open("GET", `/api/jobs/${id}`, false);
+        xhr.send();
+        return xhr.status === 404;
+      },
+      id,
+      { polling: 100, timeout: 10_000 },
+    );
+  },
+});
+
+Deno.test({
+  ...OPTS,
+  name:
     "page controls: Try again makes a new job from a cancelled one, once; a second try says why in words",
   async fn() {
     await using server = await startServer({ MODEL_DURATION_MS: "60000" });
