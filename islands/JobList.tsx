@@ -34,7 +34,7 @@ export interface JobListProps {
   modelMs: number;
   /** On a job's own page (/jobs/{id}): only that job. */
   only?: string;
-  /** The whole line when the page was made (`GET /api/jobs`'s `line`). */
+  /** The whole line when the page was made (as `GET /api/line` gives it). */
   line: ApiLine;
 }
 
@@ -160,8 +160,8 @@ export default function JobList(props: JobListProps) {
   const readLine = () => {
     if (document.visibilityState !== "visible") return;
     refreshLine.current = Date.now();
-    fetch("/api/jobs").then((r) => r.ok ? r.json() : null).then((body) => {
-      if (body?.line) setLine(body.line);
+    fetch("/api/line").then((r) => r.ok ? r.json() : null).then((body) => {
+      if (body) setLine(body as ApiLine);
     }).catch(() => {});
   };
   const shape = jobs.map((j) => `${j.id}:${j.status}:${j.position}`).join();

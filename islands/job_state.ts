@@ -188,7 +188,7 @@ export interface LineSummary {
 }
 
 /**
- * The line in words. `line` comes from `GET /api/jobs` and may be a moment
+ * The line in words. `line` comes from `GET /api/line` and may be a moment
  * older than the jobs' own events, so the total is never shown below a
  * position the page already knows ("#5 of 4" cannot happen).
  */

@@ -20,7 +20,7 @@ import { refusedPage } from "./pages.tsx";
 import type { SessionEnv } from "./session.ts";
 import { acceptRetry, acceptUpload } from "./_upload.ts";
 import { jobIdParam } from "./_validate.ts";
-import { viewJobs, viewLine } from "./_views.ts";
+import { viewJobs } from "./_views.ts";
 
 /** A browser navigating (a form post), as opposed to a script's fetch or curl. */
 const wantsPage = (c: Context) =>
@@ -58,11 +58,7 @@ export function jobRoutes(deps: AppDeps) {
     })
     .get("/", async (c) => {
       const jobs = await listSessionJobs(kv, c.get("session"));
-      const [views, line] = await Promise.all([
-        viewJobs(deps, jobs),
-        viewLine(deps),
-      ]);
-      return c.json({ jobs: views, line });
+      return c.json({ jobs: await viewJobs(deps, jobs) });
     })
     .get("/:id", jobIdParam, async (c) => {
       const { id } = c.req.valid("param");

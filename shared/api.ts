@@ -48,9 +48,9 @@ export interface ApiJob {
 }
 
 /**
- * The whole line as `GET /api/jobs` adds it beside the session's jobs (the
- * page's summary): jobs waiting in all, jobs being made, and the model slots
- * that take work (0 when no worker is up).
+ * The whole line as `GET /api/line` gives it (the page's summary): jobs
+ * waiting in all, jobs being made, and the model slots that take work (0
+ * when no worker is up).
  */
 export interface ApiLine {
   waiting: number;

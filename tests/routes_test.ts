@@ -216,29 +216,27 @@ Deno.test("events: a reconnect with the final event's id gets 204, even after th
   assert.equal(current[0].id, finalId, "under the same final id");
 });
 
-Deno.test("GET /api/jobs adds the whole line for the page's summary: waiting in all, running, slots", async () => {
+Deno.test("GET /api/line: the whole line in numbers for the page's summary, the same to every session", async () => {
   const clock = new FakeClock(Date.now());
   await using app = await startApp({ MODEL_DURATION_MS: "60000" }, { clock });
   const mine = app.client("192.0.2.1");
   const other = app.client("192.0.2.2");
   const png = await fixture("rgb.png");
-  const first = await mine.upload(png);
-  assert.equal(first.status, 202);
+  assert.deepEqual((await mine.json("/api/line")).body, {
+    waiting: 0,
+    running: 0,
+    slots: 1,
+  });
+  assert.equal((await mine.upload(png)).status, 202);
   await clock.untilSleeping(1); // the model has taken the first one
   for (let i = 0; i < 2; i++) {
     assert.equal((await mine.upload(png)).status, 202);
   }
   assert.equal((await other.upload(png)).status, 202);
 
-  const { status, body } = await mine.json<
-    { jobs: ApiJobLike[]; line: Record<string, number> }
-  >("/api/jobs");
+  const { status, headers, body } = await mine.json("/api/line");
   assert.equal(status, 200);
-  assert.equal(body.jobs.length, 2 + 1, "only the session's own jobs");
-  assert.deepEqual(body.line, { waiting: 3, running: 1, slots: 1 });
-  // The other session sees the same line beside its one job.
-  const theirs = await other.json<{ line: Record<string, number> }>(
-    "/api/jobs",
-  );
-  assert.deepEqual(theirs.body.line, { waiting: 3, running: 1, slots: 1 });
+  assert.equal(headers.get("cache-control"), "no-store");
+  assert.deepEqual(body, { waiting: 3, running: 1, slots: 1 });
+  assert.deepEqual((await other.json("/api/line")).body, body);
 });
