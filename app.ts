@@ -15,6 +15,7 @@ import { clientOf } from "./routes/client_address.ts";
 import { ApiError } from "./routes/errors.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { jobRoutes } from "./routes/jobs.ts";
+import { lineRoutes } from "./routes/line.ts";
 import { mediaRoutes } from "./routes/media.ts";
 import { opsRoutes } from "./routes/ops.ts";
 import { sameOrigin } from "./routes/origin.ts";
@@ -60,6 +61,7 @@ export function createApp(deps: AppDeps): Hono<SessionEnv> {
   app.route("/", pageRoutes(deps));
   app.route("/api/jobs", jobRoutes(deps));
   app.route("/api/jobs", eventRoutes(deps));
+  app.route("/api/line", lineRoutes(deps));
   app.route("/", playbackRoutes(deps));
   app.route("/media", mediaRoutes(deps));
 

@@ -1,11 +1,14 @@
 /**
- * Job list island: the session's jobs, each following its own event stream
- * until it ends (EventSource reconnects by itself with Last-Event-ID), with
- * its place in line, a smooth countdown and progress between events, the
- * read-only player when done, a cancel button, and polite announcements.
+ * Job list island: a summary of the whole line (the model, how many wait,
+ * where yours are), then the session's jobs as cards, each following its own
+ * event stream until it ends (EventSource reconnects by itself with
+ * Last-Event-ID), with its place in line, a smooth countdown and progress
+ * between events, the picture's preview that becomes the read-only player
+ * in place when done, Cancel, Delete with Undo, Try again, and polite
+ * announcements.
  */
 import { useEffect, useRef, useState } from "preact/hooks";
-import { type ApiJob, FINAL_STATUSES } from "../shared/api.ts";
+import { type ApiJob, type ApiLine, FINAL_STATUSES } from "../shared/api.ts";
 import { BoundedMap } from "../shared/bounded_map.ts";
 import { type Lang, t } from "./i18n.ts";
 import {
@@ -13,10 +16,12 @@ import {
   formatDuration,
   formatPercent,
   jobError,
+  lineSummary,
   movedBackTo,
   type Shown,
   shownAt,
   stateText,
+  uploadError,
   upsertJob,
 } from "./job_state.ts";
 import Player from "./Player.tsx";
@@ -29,7 +34,17 @@ export interface JobListProps {
   modelMs: number;
   /** On a job's own page (/jobs/{id}): only that job. */
   only?: string;
+  /** The whole line when the page was made (as `GET /api/line` gives it). */
+  line: ApiLine;
 }
+
+/**
+ * How long a deleted card offers Undo before the DELETE is sent: the API
+ * has no undelete, so the request waits instead.
+ */
+export const UNDO_MS = 5000;
+/** How often the line's numbers are read again while the tab is visible. */
+const LINE_EVERY_MS = 5000;
 
 /** How many job thumbnails this tab keeps; older ones are revoked. */
 const PREVIEWS_KEPT = 100;
@@ -46,8 +61,11 @@ const previews = new BoundedMap<string, string>(
   (url) => URL.revokeObjectURL(url),
 );
 
-/** A small copy of the picture at `url`; revokes `url` once it is drawn. */
-async function shrinkPreview(url: string): Promise<string> {
+/**
+ * A small copy of the picture at `url`; revokes `url` once it is drawn,
+ * unless `keep` (a retried job's card copies the original job's).
+ */
+async function shrinkPreview(url: string, keep = false): Promise<string> {
   try {
     const img = new Image();
     img.src = url;
@@ -62,7 +80,7 @@ async function shrinkPreview(url: string): Promise<string> {
     canvas.getContext("2d")!.drawImage(img, 0, 0, canvas.width, canvas.height);
     const blob = await new Promise<Blob | null>((r) => canvas.toBlob(r));
     if (!blob) return url;
-    URL.revokeObjectURL(url);
+    if (!keep) URL.revokeObjectURL(url);
     return URL.createObjectURL(blob);
   } catch {
     return url; // undecodable here: keep showing the original
@@ -82,6 +100,20 @@ export default function JobList(props: JobListProps) {
   /** Jobs whose place moved back, with the position they moved to. */
   const [moved, setMoved] = useState(new Map<string, number>());
   const [canNotify, setCanNotify] = useState(false);
+  const [line, setLine] = useState(props.line);
+  /** Finished jobs deleted on the page, whose DELETE waits for Undo's time. */
+  const [deleting, setDeleting] = useState(new Map<string, number>());
+  const deletingRef = useRef(deleting);
+  deletingRef.current = deleting;
+  /** A card's own problem (a refused retry, a failed delete), by job id. */
+  const [problems, setProblems] = useState(new Map<string, string>());
+  const setProblem = (id: string, text: string | null) =>
+    setProblems((m) => {
+      const next = new Map(m);
+      if (text === null) next.delete(id);
+      else next.set(id, text);
+      return next;
+    });
 
   const update = (job: ApiJob) => {
     received.current.set(job.id, Date.now());
@@ -121,6 +153,105 @@ export default function JobList(props: JobListProps) {
     );
     return () => removeEventListener(JOB_CREATED, onCreated);
   }, []);
+
+  // The line's numbers: read again now and then while the tab is visible,
+  // and whenever one of the jobs changes state or place.
+  const refreshLine = useRef(0);
+  const readLine = () => {
+    if (document.visibilityState !== "visible") return;
+    refreshLine.current = Date.now();
+    fetch("/api/line").then((r) => r.ok ? r.json() : null).then((body) => {
+      if (body) setLine(body as ApiLine);
+    }).catch(() => {});
+  };
+  const shape = jobs.map((j) => `${j.id}:${j.status}:${j.position}`).join();
+  useEffect(() => {
+    if (Date.now() - refreshLine.current > 500) readLine();
+  }, [shape]);
+  useEffect(() => {
+    const timer = setInterval(readLine, LINE_EVERY_MS);
+    return () => clearInterval(timer);
+  }, []);
+
+  // A deleted card's DELETE is sent when Undo's time is up, or at once when
+  // the page goes away (keepalive outlives the page).
+  const sendDelete = async (id: string, keepalive = false) => {
+    const timer = deletingRef.current.get(id);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    setDeleting((m) => {
+      const next = new Map(m);
+      next.delete(id);
+      return next;
+    });
+    try {
+      const res = await fetch(`/api/jobs/${id}`, {
+        method: "DELETE",
+        keepalive,
+      });
+      if (res.status !== 204 && res.status !== 404) throw new Error();
+      setJobs((list) => list.filter((j) => j.id !== id));
+      const small = previews.get(id);
+      if (small) URL.revokeObjectURL(small);
+      previews.delete(id);
+    } catch {
+      setProblem(id, t(lang, "err_action"));
+    }
+  };
+  const remove = (id: string) => {
+    setProblem(id, null);
+    const timer = Number(setTimeout(() => sendDelete(id), UNDO_MS));
+    setDeleting((m) => new Map(m).set(id, timer));
+  };
+  const undo = (id: string) => {
+    clearTimeout(deletingRef.current.get(id));
+    setDeleting((m) => {
+      const next = new Map(m);
+      next.delete(id);
+      return next;
+    });
+  };
+  useEffect(() => {
+    const flush = () => {
+      for (const id of deletingRef.current.keys()) sendDelete(id, true);
+    };
+    addEventListener("pagehide", flush);
+    return () => removeEventListener("pagehide", flush);
+  }, []);
+
+  /** Jobs tried again from this page: a job is tried again once (API.md). */
+  const [retried, setRetried] = useState(new Set<string>());
+  const retry = async (job: ApiJob) => {
+    setProblem(job.id, null);
+    try {
+      const res = await fetch(`/api/jobs/${job.id}/retry`, { method: "POST" });
+      const body = await res.json().catch(() => null);
+      if (res.status === 409) return setProblem(job.id, t(lang, "err_retry"));
+      if (res.status !== 202) {
+        // Refused like an upload (paused, full, too many waiting): its sentence.
+        return setProblem(
+          job.id,
+          uploadError(
+            lang,
+            res.status,
+            body,
+            res.headers.get("Retry-After"),
+            0,
+          ),
+        );
+      }
+      const fresh = body as ApiJob;
+      setRetried((s) => new Set(s).add(job.id));
+      const small = previews.get(job.id);
+      if (small) { // the new job shows the same picture: its own copy
+        const copy = await shrinkPreview(small, true);
+        if (copy !== small) previews.set(fresh.id, copy);
+      }
+      update(fresh);
+    } catch {
+      setProblem(job.id, t(lang, "err_action"));
+    }
+  };
 
   // Between events the bar and the countdown move on their own, 10 times a second.
   const live = jobs.some((j) => !FINAL_STATUSES.has(j.status));
@@ -167,8 +298,17 @@ export default function JobList(props: JobListProps) {
 
   const now = Date.now();
   const visible = props.only ? jobs.filter((j) => j.id === props.only) : jobs;
+  const summary = lineSummary(lang, jobs, line);
   return (
     <div class="job-list">
+      <p class={`summary model-${summary.model}`}>
+        <span class="model">
+          <span class="dot" aria-hidden="true" />
+          {summary.modelText}
+        </span>
+        <span class="waiting">{summary.waitingText}</span>
+        {summary.yoursText && <span class="yours">{summary.yoursText}</span>}
+      </p>
       {canNotify && (
         <button
           type="button"
@@ -204,6 +344,11 @@ export default function JobList(props: JobListProps) {
                   now={now}
                   onUpdate={update}
                   movedTo={moved.get(job.id)}
+                  deleting={deleting.has(job.id)}
+                  problem={problems.get(job.id)}
+                  onDelete={() => remove(job.id)}
+                  onUndo={() => undo(job.id)}
+                  onRetry={retried.has(job.id) ? undefined : () => retry(job)}
                 />
               );
             })}
@@ -214,7 +359,19 @@ export default function JobList(props: JobListProps) {
 }
 
 function JobCard(
-  { job, shown, lang, now, onUpdate, movedTo }: {
+  {
+    job,
+    shown,
+    lang,
+    now,
+    onUpdate,
+    movedTo,
+    deleting,
+    problem,
+    onDelete,
+    onUndo,
+    onRetry,
+  }: {
     job: ApiJob;
     shown: Shown;
     lang: Lang;
@@ -222,6 +379,13 @@ function JobCard(
     onUpdate: (j: ApiJob) => void;
     /** Set when a newcomer went ahead: the position it moved back to. */
     movedTo?: number;
+    /** Deleted on the page, its DELETE waiting for Undo's time. */
+    deleting: boolean;
+    problem?: string;
+    onDelete: () => void;
+    onUndo: () => void;
+    /** Unset once this page has tried the job again (a job is tried once). */
+    onRetry?: () => void;
   },
 ) {
   const live = !FINAL_STATUSES.has(job.status);
@@ -236,79 +400,152 @@ function JobCard(
     return () => source.close();
   }, [job.id, live]);
 
+  // Keyboard users keep their place: Delete hands focus to Undo and back.
+  const undoButton = useRef<HTMLButtonElement>(null);
+  const deleteButton = useRef<HTMLButtonElement>(null);
+  const wasDeleting = useRef(deleting);
+  useEffect(() => {
+    if (deleting === wasDeleting.current) return;
+    wasDeleting.current = deleting;
+    (deleting ? undoButton : deleteButton).current?.focus();
+  }, [deleting]);
+
   const cancel = async () => {
     const res = await fetch(`/api/jobs/${job.id}`, { method: "DELETE" });
     if (res.ok) onUpdate(await res.json());
   };
 
+  if (deleting) {
+    return (
+      <li
+        class="job deleting"
+        data-job-id={job.id}
+        data-status={job.status}
+      >
+        <span class="deleted" role="status">{t(lang, "deleted")}</span>
+        <button
+          type="button"
+          class="undo"
+          ref={undoButton}
+          onClick={onUndo}
+        >
+          {t(lang, "undo")}
+        </button>
+        <span class="undo-timer" aria-hidden="true" />
+      </li>
+    );
+  }
+
   const percent = shown.progress;
   const preview = previews.get(job.id);
+  const { width, height } = job.image;
   return (
     <li
       class={`job ${job.status}`}
       data-job-id={job.id}
       data-status={job.status}
     >
-      <div class="job-head">
-        {preview && (
-          <img class="thumb" src={preview} alt="" width={48} height={48} />
-        )}
-        <span class="state">{stateText(lang, job)}</span>
-        <span class="meta">
-          {job.image.width}×{job.image.height}
-          {shown.etaSeconds !== null && live &&
-            (
-              <span class="eta">
-                {" · "}
-                {t(lang, "eta", { t: formatDuration(lang, shown.etaSeconds) })}
-              </span>
-            )}
-          {job.status === "processing" && job.startedAt &&
-            (
-              <span class="elapsed">
-                {" · "}
-                {t(lang, "elapsed", {
-                  t: formatDuration(
-                    lang,
-                    (now - Date.parse(job.startedAt)) / 1000,
-                  ),
-                })}
-              </span>
-            )}
-        </span>
-        <a class="open" href={`/jobs/${job.id}`}>{t(lang, "open")}</a>
+      <div class="media" style={{ aspectRatio: `${width} / ${height}` }}>
+        {job.status === "done"
+          ? (
+            <Player
+              jobId={job.id}
+              width={width}
+              height={height}
+              lang={lang}
+              poster={preview}
+            />
+          )
+          : preview
+          ? <img class="thumb" src={preview} alt="" width={48} height={48} />
+          : (
+            <span
+              class="placeholder"
+              role="img"
+              aria-label={t(lang, "noPreview", { w: width, h: height })}
+            >
+              <svg viewBox="0 0 48 48" aria-hidden="true">
+                <rect x="6" y="10" width="36" height="28" rx="5" />
+                <circle cx="17" cy="20" r="3.5" />
+                <path d="M8 35l11-10 8 7 5-4 9 8" />
+              </svg>
+            </span>
+          )}
       </div>
-      {job.status === "queued" && movedTo !== undefined &&
-        job.position === movedTo && (
-        <p class="moved">{t(lang, "movedBack", { n: movedTo })}</p>
-      )}
-      {live && (
-        <div class="progress-row">
-          <div
-            class="bar"
-            role="progressbar"
-            aria-label={t(lang, "progress")}
-            aria-valuemin={0}
-            aria-valuemax={100}
-            aria-valuenow={Math.floor(percent * 10) / 10}
-          >
-            <div class="fill" style={{ width: `${percent}%` }} />
-          </div>
-          <span class="percent">{formatPercent(percent)}</span>
-          <button type="button" class="cancel" onClick={cancel}>
-            {t(lang, "cancel")}
-          </button>
+      <div class="body">
+        <div class="job-head">
+          <span class="state">{stateText(lang, job)}</span>
+          <span class="meta">
+            {width}×{height}
+            {shown.etaSeconds !== null && live &&
+              (
+                <span class="eta">
+                  {" · "}
+                  {t(lang, "eta", {
+                    t: formatDuration(lang, shown.etaSeconds),
+                  })}
+                </span>
+              )}
+            {job.status === "processing" && job.startedAt &&
+              (
+                <span class="elapsed">
+                  {" · "}
+                  {t(lang, "elapsed", {
+                    t: formatDuration(
+                      lang,
+                      (now - Date.parse(job.startedAt)) / 1000,
+                    ),
+                  })}
+                </span>
+              )}
+          </span>
         </div>
-      )}
-      {job.status === "done" && (
-        <Player
-          jobId={job.id}
-          width={job.image.width}
-          height={job.image.height}
-          lang={lang}
-        />
-      )}
-      {job.status === "failed" && <p class="error">{jobError(lang, job)}</p>}
+        {job.status === "queued" && movedTo !== undefined &&
+          job.position === movedTo && (
+          <p class="moved">{t(lang, "movedBack", { n: movedTo })}</p>
+        )}
+        {live && (
+          <div class="progress-row">
+            <div
+              class="bar"
+              role="progressbar"
+              aria-label={t(lang, "progress")}
+              aria-valuemin={0}
+              aria-valuemax={100}
+              aria-valuenow={Math.floor(percent * 10) / 10}
+            >
+              <div class="fill" style={{ width: `${percent}%` }} />
+            </div>
+            <span class="percent">{formatPercent(percent)}</span>
+          </div>
+        )}
+        {job.status === "failed" && <p class="error">{jobError(lang, job)}</p>}
+        {problem && <p class="error" role="alert">{problem}</p>}
+        <div class="actions">
+          {live && (
+            <button type="button" class="cancel" onClick={cancel}>
+              {t(lang, "cancel")}
+            </button>
+          )}
+          {(job.status === "failed" || job.status === "cancelled") &&
+            onRetry && (
+            <button type="button" class="retry" onClick={onRetry}>
+              {t(lang, "retry")}
+            </button>
+          )}
+          {!live && (
+            <button
+              type="button"
+              class="delete"
+              ref={deleteButton}
+              onClick={onDelete}
+            >
+              {t(lang, "deleteJob")}
+            </button>
+          )}
+          <a class="open" href={`/jobs/${job.id}`}>{t(lang, "open")}</a>
+        </div>
+      </div>
     </li>
   );
 }

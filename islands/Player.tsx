@@ -94,11 +94,13 @@ function mediaSourceClass(): MediaSourceCtor | null {
 }
 
 export default function Player(
-  { jobId, width, height, lang }: {
+  { jobId, width, height, lang, poster }: {
     jobId: string;
     width: number;
     height: number;
     lang: Lang;
+    /** The picture's preview, shown in the video's place until it plays. */
+    poster?: string;
   },
 ) {
   const video = useRef<HTMLVideoElement>(null);
@@ -188,6 +190,7 @@ export default function Player(
       class="player"
       width={width}
       height={height}
+      poster={poster}
       controls
       muted
       loop

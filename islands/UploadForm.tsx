@@ -1,8 +1,12 @@
 /**
  * Upload island. Without script it is a plain form that posts multipart with
- * the field `image`. With script: pick or drop several pictures (anywhere on
- * the page); each gets a preview, the server's limits checked first, and an
- * upload percentage; they go up one after another while more can be added.
+ * the field `image`. With script the form is one large drop zone that is
+ * also the button: click it (or focus it and press Space), drop pictures
+ * anywhere on the page, paste one with Ctrl/⌘+V anywhere on the page, take a
+ * photo on a phone (`capture`), or try the sample picture that ships with
+ * the site. Each picture gets a preview, the server's limits checked first,
+ * and an upload percentage; they go up one after another, all through the
+ * same POST, while more can be added.
  *
  * Each preview is a blob: URL that holds its picture in memory until it is
  * revoked: the form revokes it when the item is removed or the form goes
@@ -20,6 +24,9 @@ export interface UploadFormProps {
   maxBytes: number;
   lang: Lang;
 }
+
+/** The sample picture (assets/sample.jpg), uploaded like any other. */
+export const SAMPLE_URL = "/assets/sample.jpg";
 
 /** The event the job list listens to: `{ job, preview }` of a job just created. */
 export const JOB_CREATED = "img2vid:job-created";
@@ -65,6 +72,9 @@ function send(file: File, onProgress: (pct: number) => void) {
 export default function UploadForm({ maxBytes, lang }: UploadFormProps) {
   const [items, setItems] = useState<Item[]>([]);
   const [dragging, setDragging] = useState(false);
+  /** Set once hydrated: the native file control gives way to the drop zone. */
+  const [scripted, setScripted] = useState(false);
+  const [sampleProblem, setSampleProblem] = useState(false);
   const busy = useRef(false);
   const input = useRef<HTMLInputElement>(null);
   /** The previews this form still owns, to revoke when it unmounts. */
@@ -153,47 +163,103 @@ export default function UploadForm({ maxBytes, lang }: UploadFormProps) {
       setDragging(false);
       add(e.dataTransfer.files);
     };
+    // Paste anywhere on the page: a copied picture or screenshot arrives as
+    // a file; text pasted elsewhere is left alone.
+    const paste = (e: ClipboardEvent) => {
+      const files = [...(e.clipboardData?.files ?? [])].filter((f) =>
+        f.type.startsWith("image/")
+      );
+      if (!files.length) return;
+      e.preventDefault();
+      add(files);
+    };
     addEventListener("dragover", over);
     addEventListener("dragleave", leave);
     addEventListener("drop", drop);
+    addEventListener("paste", paste);
+    setScripted(true);
     return () => {
       removeEventListener("dragover", over);
       removeEventListener("dragleave", leave);
       removeEventListener("drop", drop);
+      removeEventListener("paste", paste);
     };
   }, [lang]);
 
-  const onChange = () => {
-    const files = input.current?.files;
-    if (files?.length) add(files);
-    if (input.current) input.current.value = "";
+  /** Fetches the sample and sends it through the same path as a picked file. */
+  const trySample = async () => {
+    setSampleProblem(false);
+    try {
+      const res = await fetch(SAMPLE_URL);
+      if (!res.ok) throw new Error(String(res.status));
+      const blob = await res.blob();
+      add([
+        new File([blob], "sample.jpg", { type: blob.type || "image/jpeg" }),
+      ]);
+    } catch {
+      setSampleProblem(true);
+    }
+  };
+
+  const onChange = (e: JSX.TargetedEvent<HTMLInputElement>) => {
+    const el = e.currentTarget;
+    if (el.files?.length) add(el.files);
+    el.value = "";
   };
   const onSubmit = (e: JSX.TargetedEvent<HTMLFormElement>) => {
     e.preventDefault();
-    onChange();
+    const el = input.current;
+    if (el?.files?.length) add(el.files);
+    if (el) el.value = "";
   };
+  const size = formatSize(maxBytes, { compact: true });
 
   return (
     <form
-      class={`upload${dragging ? " dragging" : ""}`}
+      class={`upload${dragging ? " dragging" : ""}${scripted ? " js" : ""}`}
       method="post"
       action="/api/jobs"
       encType="multipart/form-data"
       onSubmit={onSubmit}
     >
-      <label for="image" class="pick">{t(lang, "pick")}</label>
-      <input
-        id="image"
-        ref={input}
-        type="file"
-        name="image"
-        accept={IMAGE_TYPES.join(",")}
-        multiple
-        onChange={onChange}
-      />
-      <p class="hint">
-        {t(lang, "dropHint", { size: formatSize(maxBytes, { compact: true }) })}
-      </p>
+      <label for="image" class="drop">
+        <svg class="drop-icon" viewBox="0 0 48 48" aria-hidden="true">
+          <rect x="6" y="10" width="36" height="28" rx="5" />
+          <circle cx="17" cy="20" r="3.5" />
+          <path d="M8 35l11-10 8 7 5-4 9 8" />
+          <path class="arrow" d="M38 4v12M33 9l5-5 5 5" />
+        </svg>
+        <span class="drop-title">{t(lang, "dropTitle")}</span>
+        <span class="drop-limits">{t(lang, "dropLimits", { size })}</span>
+        <input
+          id="image"
+          ref={input}
+          type="file"
+          name="image"
+          accept={IMAGE_TYPES.join(",")}
+          multiple
+          onChange={onChange}
+        />
+      </label>
+      <div class="more">
+        <button type="button" class="sample" onClick={trySample}>
+          {t(lang, "sample")}
+        </button>
+        <label for="camera" class="camera">
+          {t(lang, "camera")}
+          <input
+            id="camera"
+            type="file"
+            accept={IMAGE_TYPES.join(",")}
+            capture="environment"
+            onChange={onChange}
+          />
+        </label>
+        <span class="paste-hint">{t(lang, "pasteHint")}</span>
+      </div>
+      {sampleProblem && (
+        <p class="error" role="alert">{t(lang, "sampleFailed")}</p>
+      )}
       <noscript>
         <button type="submit">{t(lang, "upload")}</button>
       </noscript>

@@ -2,7 +2,12 @@
  * The page's job state, as plain functions so that they are tested without a
  * browser. The islands only wire them to events and render the result.
  */
-import { type ApiJob, FINAL_STATUSES, IMAGE_TYPES } from "../shared/api.ts";
+import {
+  type ApiJob,
+  type ApiLine,
+  FINAL_STATUSES,
+  IMAGE_TYPES,
+} from "../shared/api.ts";
 import { formatSize } from "../shared/format.ts";
 import { type Lang, t } from "./i18n.ts";
 
@@ -171,4 +176,55 @@ export function checkFile(
     });
   }
   return null;
+}
+
+/** The summary above the jobs: the model, the whole line, and where yours are. */
+export interface LineSummary {
+  model: "busy" | "free" | "off";
+  modelText: string;
+  waitingText: string;
+  /** Null when none of the session's pictures waits or runs. */
+  yoursText: string | null;
+}
+
+/**
+ * The line in words. `line` comes from `GET /api/line` and may be a moment
+ * older than the jobs' own events, so the total is never shown below a
+ * position the page already knows ("#5 of 4" cannot happen).
+ */
+export function lineSummary(
+  lang: Lang,
+  jobs: Pick<ApiJob, "status" | "position">[],
+  line: ApiLine,
+): LineSummary {
+  const positions = jobs.filter((j) => j.status === "queued")
+    .map((j) => j.position).filter((p): p is number => p !== null);
+  const mineRunning = jobs.some((j) => j.status === "processing");
+  const waiting = Math.max(line.waiting, ...positions, 0);
+  const model = line.running > 0 || mineRunning
+    ? "busy"
+    : line.slots > 0
+    ? "free"
+    : "off";
+  return {
+    model,
+    modelText: t(
+      lang,
+      model === "busy"
+        ? "modelBusy"
+        : model === "free"
+        ? "modelFree"
+        : "modelOff",
+    ),
+    waitingText: waiting === 0
+      ? t(lang, "waitingNone")
+      : waiting === 1
+      ? t(lang, "waitingOne")
+      : t(lang, "waitingAll", { n: waiting }),
+    yoursText: positions.length > 0
+      ? t(lang, "yourNext", { n: Math.min(...positions), total: waiting })
+      : mineRunning
+      ? t(lang, "yoursRunning")
+      : null,
+  };
 }

@@ -6,6 +6,7 @@ import {
   checkFile,
   formatDuration,
   formatPercent,
+  lineSummary,
   movedBackTo,
   shownAt,
   stateText,
@@ -211,4 +212,50 @@ Deno.test("uploadError explains too_many_waiting with its wait, in both language
   const body = { error: { code: "too_many_waiting", message: "…" } };
   assert.match(uploadError("en", 429, body, "30", 5242880), /waiting.*30 s/);
   assert.match(uploadError("zh-CN", 429, body, "30", 5242880), /排队.*30 秒/);
+});
+
+Deno.test("lineSummary: the model, the whole line and where yours are, in both languages", () => {
+  const q = (position: number) => ({ status: "queued" as const, position });
+  const busy = { waiting: 11, running: 1, slots: 1 };
+  assert.deepEqual(lineSummary("en", [q(5), q(3)], busy), {
+    model: "busy",
+    modelText: "The model is working",
+    waitingText: "11 waiting in all",
+    yoursText: "your next picture is #3 of 11",
+  });
+  assert.equal(
+    lineSummary("zh-CN", [q(3)], busy).yoursText,
+    "你的下一张排第 3 位（共 11 张）",
+  );
+  // Nothing of yours: the line only; an idle model with a worker is free.
+  assert.deepEqual(
+    lineSummary("en", [{ status: "done", position: null }], {
+      waiting: 0,
+      running: 0,
+      slots: 1,
+    }),
+    {
+      model: "free",
+      modelText: "The model is free",
+      waitingText: "nobody waiting",
+      yoursText: null,
+    },
+  );
+  // Yours runs: the model is busy even if the line's numbers are older.
+  const running = lineSummary(
+    "en",
+    [{ status: "processing", position: null }],
+    {
+      waiting: 1,
+      running: 0,
+      slots: 0,
+    },
+  );
+  assert.equal(running.model, "busy");
+  assert.equal(running.waitingText, "1 waiting in all");
+  assert.equal(running.yoursText, "yours is being made now");
+  // An older total never reads below a known position; no worker yet.
+  const stale = lineSummary("en", [q(4)], { waiting: 2, running: 0, slots: 0 });
+  assert.equal(stale.model, "off");
+  assert.equal(stale.yoursText, "your next picture is #4 of 4");
 });

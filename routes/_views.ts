@@ -2,7 +2,7 @@
 import type { Clock } from "../queue/clock.ts";
 import { getProgress, type JobRecord, type Progress } from "../queue/jobs.ts";
 import { type QueueView, toApiJob } from "../queue/view.ts";
-import type { ApiJob } from "../shared/api.ts";
+import type { ApiJob, ApiLine } from "../shared/api.ts";
 import { claim, sign } from "./session.ts";
 
 export interface ViewDeps {
@@ -80,4 +80,16 @@ export async function viewSnapshot(
     modelMs: deps.config.modelMs,
     video: job.status === "done" ? await videoUrl(deps.key, job, now) : null,
   });
+}
+
+/** The whole line in a few numbers, for the page's summary (no positions listed). */
+export async function viewLine(
+  deps: Pick<ViewDeps, "queue">,
+): Promise<ApiLine> {
+  const { depth, running, liveSlots } = await deps.queue.state(false);
+  return {
+    waiting: depth,
+    running: running.length,
+    slots: Math.max(liveSlots, running.length),
+  };
 }

@@ -1,5 +1,5 @@
 /**
- * The islands bundle, the stylesheet and the site's icon; small files, read
+ * The islands bundle, the stylesheet, the site's icon and the sample picture; small files, read
  * per request (`no-cache`: revalidated, so a new build shows at once).
  */
 import { Hono } from "hono";
@@ -25,6 +25,12 @@ const FILES: Record<string, Asset> = {
   "icon.svg": {
     url: new URL("../assets/icon.svg", import.meta.url),
     type: "image/svg+xml",
+  },
+  // The page's "Try a sample picture" (640×480, 16 KB): fetched by the
+  // page and uploaded through POST /api/jobs like any picked file.
+  "sample.jpg": {
+    url: new URL("../assets/sample.jpg", import.meta.url),
+    type: "image/jpeg",
   },
 };
 

@@ -19,7 +19,7 @@ import type { ApiError } from "./errors.ts";
 import { uploadError } from "../islands/job_state.ts";
 import type { SessionEnv } from "./session.ts";
 import { pickLang } from "./_lang.ts";
-import { viewJobs } from "./_views.ts";
+import { viewJobs, viewLine } from "./_views.ts";
 
 const LANG_COOKIE = "img2vid_lang";
 
@@ -61,7 +61,10 @@ function Page(
         <main>
           <header class="top">
             <h1>
-              <a href="/">{t(lang, "title")}</a>
+              <a href="/">
+                <img src="/assets/icon.svg" alt="" width={32} height={32} />
+                {t(lang, "title")}
+              </a>
             </h1>
             <nav aria-label={t(lang, "language")} class="langs">
               {LANGS.map((l) => (
@@ -124,9 +127,10 @@ async function renderPage(
   const jobs = (await viewJobs(deps, records)).map((j) =>
     j.video ? { ...j, video: { ...j.video, url: "" } } : j
   );
+  const line = await viewLine(deps);
   const html = renderToString(
     <Page lang={lang} path={only ? `/jobs/${only}` : "/"}>
-      <p>{t(lang, "intro")}</p>
+      <p class="intro">{t(lang, "intro")}</p>
       {refusal && (
         <p class="error refused" role="alert">
           {uploadError(
@@ -153,6 +157,7 @@ async function renderPage(
           jobs,
           lang,
           modelMs: deps.config.modelMs,
+          line,
           ...(only ? { only } : {}),
         }}
       />

@@ -46,3 +46,14 @@ export interface ApiJob {
   video: { url: string; type: "video/mp4"; expiresAt: string } | null;
   error: JobError | null;
 }
+
+/**
+ * The whole line as `GET /api/line` gives it (the page's summary): jobs
+ * waiting in all, jobs being made, and the model slots that take work (0
+ * when no worker is up).
+ */
+export interface ApiLine {
+  waiting: number;
+  running: number;
+  slots: number;
+}

@@ -39,8 +39,9 @@ export function contrast(a: string, b: string): number {
 /** Goes to `url` and waits until the islands have hydrated the form. */
 export async function openPage(page: Page, url: string): Promise<Page> {
   await page.goto(url);
+  // The server renders the form; the upload island marks it `js` once hydrated.
   await page.waitForFunction(() =>
-    document.querySelector("[data-island] form") !== null
+    document.querySelector("[data-island] form.upload.js") !== null
   );
   return page;
 }

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { startApp, type TestApp } from "./_app.ts";
+import { FakeClock } from "./_fakes.ts";
 import { type ApiJobLike, fixture } from "./_server.ts";
 
 const HTML = "text/html,application/xhtml+xml,*/*;q=0.8"; // what a browser's form post accepts
@@ -213,4 +214,29 @@ Deno.test("events: a reconnect with the final event's id gets 204, even after th
   );
   assert.equal(current.length, 1, "the current state, straight away");
   assert.equal(current[0].id, finalId, "under the same final id");
+});
+
+Deno.test("GET /api/line: the whole line in numbers for the page's summary, the same to every session", async () => {
+  const clock = new FakeClock(Date.now());
+  await using app = await startApp({ MODEL_DURATION_MS: "60000" }, { clock });
+  const mine = app.client("192.0.2.1");
+  const other = app.client("192.0.2.2");
+  const png = await fixture("rgb.png");
+  assert.deepEqual((await mine.json("/api/line")).body, {
+    waiting: 0,
+    running: 0,
+    slots: 1,
+  });
+  assert.equal((await mine.upload(png)).status, 202);
+  await clock.untilSleeping(1); // the model has taken the first one
+  for (let i = 0; i < 2; i++) {
+    assert.equal((await mine.upload(png)).status, 202);
+  }
+  assert.equal((await other.upload(png)).status, 202);
+
+  const { status, headers, body } = await mine.json("/api/line");
+  assert.equal(status, 200);
+  assert.equal(headers.get("cache-control"), "no-store");
+  assert.deepEqual(body, { waiting: 3, running: 1, slots: 1 });
+  assert.deepEqual((await other.json("/api/line")).body, body);
 });
