@@ -46,6 +46,29 @@ export interface Encoder {
    * on timeout or abort.
    */
   transcode(req: TranscodeRequest): Promise<void>;
+  /**
+   * Starts the work of a transcode ahead of its video: the child process
+   * spawned and ffmpeg.wasm loaded while the model still runs, so that when
+   * its video appears only the transcode itself remains. The child ends
+   * when `signal` aborts, when it has transcoded, or on
+   * {@link WarmTranscoder.close}. Optional: without it, `transcode` does all.
+   */
+  warmTranscoder?(
+    opts: { writeDir: string; signal?: AbortSignal },
+  ): WarmTranscoder;
+}
+
+/** A transcode's child started ahead ({@link Encoder.warmTranscoder}). */
+export interface WarmTranscoder {
+  /** The child's process id (for tests and logs). */
+  readonly pid: number;
+  /**
+   * As {@link Encoder.transcode}, in the child already started (a fresh one
+   * if it died waiting); once only.
+   */
+  transcode(req: TranscodeRequest): Promise<void>;
+  /** Ends the child unless it has; resolves once it has exited. Idempotent. */
+  close(): Promise<void>;
 }
 
 export class EncodeError extends Error {
@@ -203,14 +226,119 @@ export interface ChildOptions {
   timeoutMs: number;
   /** {@link MAX_MODEL_PIXELS} unless a test needs a smaller frame refused. */
   maxModelPixels?: number;
+  /** Called with each child's pid as it is spawned (tests count them). */
+  onChild?: (pid: number) => void;
 }
 
 const CHILD = new URL("./ffmpeg_child.ts", import.meta.url);
 const CONFIG = new URL("../deno.json", import.meta.url);
 
 /**
- * Runs one ffmpeg command in a child process. Resolves with the exit code and
- * the tail of ffmpeg's log; rejects with {@link EncodeError} on timeout/abort.
+ * One ffmpeg.wasm child process: spawned (and its core loading) at once,
+ * given its one command by {@link FfmpegChild.run}. Between the two it
+ * waits, ready; {@link FfmpegChild.close} ends it.
+ */
+export class FfmpegChild {
+  readonly #child: Deno.ChildProcess;
+  readonly #log: Promise<string>;
+  readonly #status: Promise<Deno.CommandStatus>;
+  #exited = false;
+  #sent = false;
+
+  constructor(writeDir: string) {
+    this.#child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        "--no-prompt",
+        `--config=${CONFIG.pathname}`,
+        "--allow-read",
+        `--allow-write=${writeDir}`,
+        CHILD.pathname,
+      ],
+      stdin: "piped",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    this.#log = tail(this.#child.stderr, 4000);
+    this.#status = this.#child.status.finally(() => (this.#exited = true));
+  }
+
+  /** The child's process id. */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
+  /** Whether the child has ended (used, closed, or died waiting). */
+  get exited(): boolean {
+    return this.#exited;
+  }
+
+  /**
+   * Sends `spec` and waits for the child to end. Resolves with the exit code
+   * and the tail of ffmpeg's log; rejects with {@link EncodeError} when
+   * `timeoutMs` (counted from now) passes or `signal` aborts.
+   */
+  async run(
+    spec: FfmpegSpec,
+    opts: { timeoutMs: number; signal?: AbortSignal },
+  ): Promise<{ code: number; log: string }> {
+    if (this.#sent) throw new Error("an ffmpeg child runs one command");
+    this.#sent = true;
+    let why: EncodeError | null = null;
+    const kill = (reason: EncodeError) => {
+      why ??= reason;
+      this.#kill();
+    };
+    const timer = setTimeout(
+      () =>
+        kill(
+          new EncodeError("encode_timeout", "Making the video took too long."),
+        ),
+      opts.timeoutMs,
+    );
+    const onAbort = () =>
+      kill(new EncodeError("encode_aborted", "The job was cancelled."));
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    if (opts.signal?.aborted) onAbort();
+    try {
+      const writer = this.#child.stdin.getWriter();
+      // A child that died meanwhile closed its end: its status says why.
+      await writer.write(new TextEncoder().encode(JSON.stringify(spec)))
+        .then(() => writer.close())
+        .catch(() => {});
+      const [log, status] = await Promise.all([this.#log, this.#status]);
+      if (why) throw why;
+      return { code: status.code, log };
+    } finally {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** Kills the child unless it has ended; resolves once it has. */
+  async close(): Promise<void> {
+    this.#kill();
+    if (!this.#sent) {
+      this.#sent = true;
+      await this.#child.stdin.close().catch(() => {});
+    }
+    await this.#status;
+    await this.#log;
+  }
+
+  #kill() {
+    if (this.#exited) return;
+    try {
+      this.#child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  }
+}
+
+/**
+ * Runs one ffmpeg command in a fresh child process. Resolves with the exit
+ * code and the tail of ffmpeg's log; rejects with {@link EncodeError} on
+ * timeout/abort.
  */
 export async function runFfmpeg(
   spec: FfmpegSpec,
@@ -219,49 +347,7 @@ export async function runFfmpeg(
   if (opts.signal?.aborted) {
     throw new EncodeError("encode_aborted", "The job was cancelled.");
   }
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      "--no-prompt",
-      `--config=${CONFIG.pathname}`,
-      "--allow-read",
-      `--allow-write=${opts.writeDir}`,
-      CHILD.pathname,
-      JSON.stringify(spec),
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let why: EncodeError | null = null;
-  const kill = (reason: EncodeError) => {
-    why ??= reason;
-    try {
-      child.kill("SIGKILL");
-    } catch { /* already gone */ }
-  };
-  const timer = setTimeout(
-    () =>
-      kill(
-        new EncodeError("encode_timeout", "Making the video took too long."),
-      ),
-    opts.timeoutMs,
-  );
-  const onAbort = () =>
-    kill(new EncodeError("encode_aborted", "The job was cancelled."));
-  opts.signal?.addEventListener("abort", onAbort, { once: true });
-  try {
-    const [log, status] = await Promise.all([
-      tail(child.stderr, 4000),
-      child.status,
-    ]);
-    if (why) throw why;
-    return { code: status.code, log };
-  } finally {
-    clearTimeout(timer);
-    opts.signal?.removeEventListener("abort", onAbort);
-  }
+  return await new FfmpegChild(opts.writeDir).run(spec, opts);
 }
 
 /** The last `max` characters of a stream, read without keeping the rest. */
@@ -313,8 +399,10 @@ export class ChildEncoder implements Encoder {
   constructor(private readonly opts: ChildOptions) {}
 
   async makeClip(req: ClipRequest): Promise<void> {
-    const writeDir = req.output.slice(0, req.output.lastIndexOf("/")) || ".";
-    const { code, log } = await runFfmpeg({
+    if (req.signal?.aborted) {
+      throw new EncodeError("encode_aborted", "The job was cancelled.");
+    }
+    const { code, log } = await this.#spawn(dirOf(req.output)).run({
       inputs: [{ path: req.input, name: "input" }],
       args: clipArgs(req, "input", "out.mp4"),
       // The same stream, remuxed: no second encode.
@@ -323,7 +411,7 @@ export class ChildEncoder implements Encoder {
         { name: "out.mp4", path: req.output },
         { name: "frag.mp4", path: req.fragOutput },
       ],
-    }, { timeoutMs: this.opts.timeoutMs, signal: req.signal, writeDir });
+    }, { timeoutMs: this.opts.timeoutMs, signal: req.signal });
     if (code !== 0) {
       throw new EncodeError(
         "encode_failed",
@@ -332,9 +420,49 @@ export class ChildEncoder implements Encoder {
     }
   }
 
-  async transcode(req: TranscodeRequest): Promise<void> {
-    const writeDir = req.output.slice(0, req.output.lastIndexOf("/")) || ".";
-    const { code, log } = await runFfmpeg({
+  transcode(req: TranscodeRequest): Promise<void> {
+    if (req.signal?.aborted) {
+      throw new EncodeError("encode_aborted", "The job was cancelled.");
+    }
+    return this.#transcode(req, this.#spawn(dirOf(req.output)));
+  }
+
+  #spawn(writeDir: string): FfmpegChild {
+    const child = new FfmpegChild(writeDir);
+    this.opts.onChild?.(child.pid);
+    return child;
+  }
+
+  warmTranscoder(opts: { writeDir: string; signal?: AbortSignal }) {
+    const child = this.#spawn(opts.writeDir);
+    const onAbort = () => void child.close();
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    if (opts.signal?.aborted) onAbort();
+    return {
+      pid: child.pid,
+      transcode: async (req: TranscodeRequest) => {
+        opts.signal?.removeEventListener("abort", onAbort);
+        if (req.signal?.aborted) {
+          await child.close();
+          throw new EncodeError("encode_aborted", "The job was cancelled.");
+        }
+        // A child that died waiting (killed from outside): a fresh one.
+        const fresh = child.exited || dirOf(req.output) !== opts.writeDir;
+        if (fresh) await child.close();
+        await this.#transcode(
+          req,
+          fresh ? this.#spawn(dirOf(req.output)) : child,
+        );
+      },
+      close: async () => {
+        opts.signal?.removeEventListener("abort", onAbort);
+        await child.close();
+      },
+    } satisfies WarmTranscoder;
+  }
+
+  async #transcode(req: TranscodeRequest, child: FfmpegChild): Promise<void> {
+    const { code, log } = await child.run({
       inputs: [{ path: req.input, name: "input" }],
       args: transcodeArgs("input", "out.mp4", this.opts.maxModelPixels),
       then: FRAG_REMUX,
@@ -342,7 +470,7 @@ export class ChildEncoder implements Encoder {
         { name: "out.mp4", path: req.output },
         { name: "frag.mp4", path: req.fragOutput },
       ],
-    }, { timeoutMs: this.opts.timeoutMs, signal: req.signal, writeDir });
+    }, { timeoutMs: this.opts.timeoutMs, signal: req.signal });
     if (code === 0 && !EMPTY_OUTPUT.test(log)) return;
     await removeIfThere(req.output);
     await removeIfThere(req.fragOutput);
@@ -369,6 +497,9 @@ const EMPTY_OUTPUT = /Output file is empty, nothing was encoded/;
 const NO_VIDEO = /Stream map '0:v:0' matches no streams/;
 /** libavutil's refusal of a frame over `max_pixels` (av_image_check_size2). */
 const TOO_LARGE = /Picture size (\d+)x(\d+) exceeds specified max pixel count/;
+
+/** The folder of a file path (the child's only writable place). */
+const dirOf = (path: string) => path.slice(0, path.lastIndexOf("/")) || ".";
 
 async function removeIfThere(path: string): Promise<void> {
   await Deno.remove(path).catch((e) => {

@@ -6,8 +6,12 @@
  * Files go in and out with `Deno.readFile`/`Deno.writeFile`: `@ffmpeg/util`'s
  * `fetchFile` does the same for browsers (Blob, URL) and adds nothing here.
  *
- * Usage: deno run --allow-read --allow-write=<dir> media/ffmpeg_child.ts '<json spec>'
- * where the spec is {@link FfmpegSpec}. Exit code: ffmpeg's own (0 = success).
+ * Usage: deno run --allow-read --allow-write=<dir> media/ffmpeg_child.ts
+ * with the spec ({@link FfmpegSpec}) as JSON on stdin. The core is loaded
+ * before the spec is read, so a child can be started ahead of its input (a
+ * real model's video, `clip.ts` `warmTranscoder`) and wait, ready. Exit
+ * code: ffmpeg's own (0 = success); 1 when stdin closes without a spec (the
+ * worker ended the child, or died).
  */
 // @ts-types="../node_modules/@ffmpeg/ffmpeg/dist/esm/classes.d.ts"
 import { FFmpeg } from "@ffmpeg/ffmpeg/classes";
@@ -28,13 +32,19 @@ const CORE_DIR = new URL(
   import.meta.url,
 );
 
-async function main(spec: FfmpegSpec): Promise<number> {
+async function main(): Promise<number> {
   const ffmpeg = new FFmpeg();
   ffmpeg.on("log", ({ message }) => console.error(message));
   await ffmpeg.load({
     coreURL: new URL("ffmpeg-core.js", CORE_DIR).href,
     wasmURL: new URL("ffmpeg-core.wasm", CORE_DIR).href,
   });
+  const text = await new Response(Deno.stdin.readable).text();
+  if (!text.trim()) {
+    ffmpeg.terminate();
+    return 1;
+  }
+  const spec = JSON.parse(text) as FfmpegSpec;
   for (const input of spec.inputs) {
     await ffmpeg.writeFile(input.name, await Deno.readFile(input.path));
   }
@@ -52,6 +62,5 @@ async function main(spec: FfmpegSpec): Promise<number> {
 }
 
 if (import.meta.main) {
-  const code = await main(JSON.parse(Deno.args[0]) as FfmpegSpec);
-  Deno.exit(code);
+  Deno.exit(await main());
 }

@@ -523,3 +523,37 @@ Deno.test("/metrics shows each slot: busy while it runs a job, healthy, and its 
   const used = await metric("img2vid_slot_utilisation");
   assert.ok(used! > 0 && used! <= 1, `utilisation ${used}`);
 });
+
+Deno.test("a real model's transcode child starts when the model has begun, does the transcode, and never outlives the run (done, cancel, failure)", async () => {
+  using t = await setup();
+  const model = new FakeModel([slot("gpu-1", "command")]);
+  const [a, b, c] = await t.enqueue(3);
+  const worker = t.worker(model, "w1").start();
+
+  // Done: started while the model runs, used for the transcode, then ended.
+  await model.log.untilRunning(a.id);
+  assert.deepEqual(t.encoder.warm, [{ used: false, ended: false }]);
+  assert.equal(t.encoder.running, 1, "one encoder for the slot");
+  model.finish(a.id);
+  assert.deepEqual(await t.ended(a.id), ["done"]);
+  assert.deepEqual(t.encoder.warm[0], { used: true, ended: true });
+  assert.deepEqual(t.encoder.transcodes.map((r) => r.output).length, 1);
+
+  // Cancelled mid-run: the waiting child ends, unused.
+  await model.log.untilRunning(b.id);
+  await t.clock.untilSleeping(1);
+  await cancelJob(t.kv, b.id, t.clock.now(), HOUR);
+  t.clock.advance(200);
+  assert.deepEqual(await t.ended(b.id), ["cancelled"]);
+  assert.deepEqual(t.encoder.warm[1], { used: false, ended: true });
+
+  // The model fails: its child ends, unused.
+  await model.log.untilRunning(c.id);
+  model.fail(c.id, new ModelError("model_failed", "CUDA out of memory"));
+  assert.deepEqual(await t.ended(c.id), ["failed"]);
+  assert.deepEqual(t.encoder.warm[2], { used: false, ended: true });
+  await worker.stop();
+  assert.equal(t.encoder.running, 0, "no encoder left");
+  assert.equal(t.encoder.maxRunning, 1);
+  assert.equal(t.encoder.transcodes.length, 1);
+});

@@ -106,6 +106,8 @@ export class CommandAdapter implements ModelAdapter {
     }
     const group = child.pid;
     const grace = opts.killGraceMs;
+    // The encoder's child for the transcode loads meanwhile.
+    run.begun?.();
 
     /** Why we stopped it, once we have: the run fails with that. */
     let stopped = null as { why: unknown } | null;
