@@ -7,11 +7,14 @@
  * `fetchFile` does the same for browsers (Blob, URL) and adds nothing here.
  *
  * Usage: deno run --allow-read --allow-write=<dir> media/ffmpeg_child.ts
- * with the spec ({@link FfmpegSpec}) as JSON on stdin. The core is loaded
- * before the spec is read, so a child can be started ahead of its input (a
- * real model's video, `clip.ts` `warmTranscoder`) and wait, ready. Exit
- * code: ffmpeg's own (0 = success); 1 when stdin closes without a spec (the
- * worker ended the child, or died).
+ * ['<json warm-up spec>'] with the spec ({@link FfmpegSpec}) as JSON on
+ * stdin. The core is loaded before the spec is read, so a child can be
+ * started ahead of its input (a real model's video, `clip.ts`
+ * `warmTranscoder`) and wait, ready; with a warm-up spec it first runs that
+ * (a tiny clip through the same filters and encoder: V8 compiles ffmpeg's
+ * wasm lazily, on first use) and deletes its outputs. Exit code: ffmpeg's
+ * own (0 = success); 1 when stdin closes without a spec (the worker ended
+ * the child, or died).
  */
 // @ts-types="../node_modules/@ffmpeg/ffmpeg/dist/esm/classes.d.ts"
 import { FFmpeg } from "@ffmpeg/ffmpeg/classes";
@@ -32,13 +35,20 @@ const CORE_DIR = new URL(
   import.meta.url,
 );
 
-async function main(): Promise<number> {
+async function main(warmUp: FfmpegSpec | null): Promise<number> {
   const ffmpeg = new FFmpeg();
   ffmpeg.on("log", ({ message }) => console.error(message));
   await ffmpeg.load({
     coreURL: new URL("ffmpeg-core.js", CORE_DIR).href,
     wasmURL: new URL("ffmpeg-core.wasm", CORE_DIR).href,
   });
+  if (warmUp) {
+    await ffmpeg.exec(warmUp.args);
+    if (warmUp.then) await ffmpeg.exec(warmUp.then);
+    for (const output of warmUp.outputs) {
+      await ffmpeg.deleteFile(output.name).catch(() => {});
+    }
+  }
   const text = await new Response(Deno.stdin.readable).text();
   if (!text.trim()) {
     ffmpeg.terminate();
@@ -62,5 +72,6 @@ async function main(): Promise<number> {
 }
 
 if (import.meta.main) {
-  Deno.exit(await main());
+  const warmUp = Deno.args[0] ? JSON.parse(Deno.args[0]) as FfmpegSpec : null;
+  Deno.exit(await main(warmUp));
 }
