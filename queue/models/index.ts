@@ -26,6 +26,7 @@ export function createAdapter(
   config: Pick<
     Config,
     | "model"
+    | "dataDir"
     | "modelMs"
     | "modelCommand"
     | "modelTimeoutMs"
@@ -43,6 +44,7 @@ export function createAdapter(
         command: config.modelCommand!, // config.ts requires it with MODEL=command
         slotId: `command:${deps.workerId}`,
         timeoutMs: config.modelTimeoutMs,
+        groupsDir: `${config.dataDir}/command-groups`,
       });
     case "cog":
       if (!deps.kv || !deps.webhookUrl) {
