@@ -227,6 +227,7 @@ export class CommandAdapter implements ModelAdapter {
     );
     const onAbort = () => stop(run.signal.reason);
     run.signal.addEventListener("abort", onAbort, { once: true });
+    if (run.signal.aborted) onAbort(); // while the group was written down
     const tooBig = (bytes: number) =>
       new ModelError(
         "model_output",

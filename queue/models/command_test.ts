@@ -212,6 +212,13 @@ Deno.test("command model: a cancel stops the whole process group", async () => {
   assert.ok(ended(grandchild));
 });
 
+Deno.test("command model: a cancel as the program starts (while its group is written down) stops it too", async () => {
+  await using m = await fakeModel("hang");
+  m.run.begun = () =>
+    m.abort.abort(new DOMException("cancelled", "AbortError"));
+  await assert.rejects(m.start(), (e) => (e as Error).name === "AbortError");
+});
+
 Deno.test("command model: a timeout fails with model_timeout; SIGTERM first, SIGKILL after the grace for what ignores it", async () => {
   await using m = await fakeModel("hang", {
     timeoutMs: 1_500,
