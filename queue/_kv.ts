@@ -18,14 +18,10 @@ export async function getAll<T>(
   return out;
 }
 
-/**
- * Tries of one KV call that found the file locked by another process: about
- * 0.6 s of waiting in all, as before, but in short steps, since a lock is
- * held for a commit's few milliseconds (a slot's next claim waits on these).
- */
-const BUSY_TRIES = 16;
+/** Tries of one KV call that found the file locked by another process. */
+const BUSY_TRIES = 8;
 /** The first wait before trying again; each further wait is one more of these. */
-const BUSY_WAIT_MS = 5;
+const BUSY_WAIT_MS = 25;
 
 const isBusy = (e: unknown) =>
   e instanceof Error && /database is (locked|busy)/i.test(e.message);
