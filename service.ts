@@ -53,6 +53,8 @@ export const TIMINGS = {
   tickMs: 200,
   /** Look for work this often even without a queue doorbell. */
   idleMs: 2_000,
+  /** An idle slot reads the queue depth this often (`WorkerOptions.wakePollMs`). */
+  wakePollMs: 100,
   /** Kill an encoder that runs this long. */
   encodeTimeoutMs: 120_000,
   /** How often a web-only process polls a watched job. */
@@ -143,6 +145,8 @@ export async function startService(
       leaseMs: config.leaseMs,
       tickMs: timings.tickMs,
       idleMs: timings.idleMs,
+      // A fake clock's tests drive every wake-up themselves.
+      wakePollMs: overrides.clock ? undefined : timings.wakePollMs,
       retentionMs: config.retentionMs,
       onRun: overrides.onRun,
       log,

@@ -46,6 +46,29 @@ export interface Encoder {
    * on timeout or abort.
    */
   transcode(req: TranscodeRequest): Promise<void>;
+  /**
+   * Starts the work of a transcode ahead of its video: the child process
+   * spawned and ffmpeg.wasm loaded while the model still runs, so that when
+   * its video appears only the transcode itself remains. The child ends
+   * when `signal` aborts, when it has transcoded, or on
+   * {@link WarmTranscoder.close}. Optional: without it, `transcode` does all.
+   */
+  warmTranscoder?(
+    opts: { writeDir: string; signal?: AbortSignal },
+  ): WarmTranscoder;
+}
+
+/** A transcode's child started ahead ({@link Encoder.warmTranscoder}). */
+export interface WarmTranscoder {
+  /** The child's process id (for tests and logs). */
+  readonly pid: number;
+  /**
+   * As {@link Encoder.transcode}, in the child already started (a fresh one
+   * if it died waiting); once only.
+   */
+  transcode(req: TranscodeRequest): Promise<void>;
+  /** Ends the child unless it has; resolves once it has exited. Idempotent. */
+  close(): Promise<void>;
 }
 
 export class EncodeError extends Error {
@@ -211,6 +234,28 @@ export function clipSpec(
   };
 }
 
+/**
+ * What a transcoder started ahead runs while it waits: two frames of a test
+ * pattern through the transcode's own filters, encoder and remux. ffmpeg.wasm
+ * is compiled lazily, so the first use of each path costs more than the
+ * work; measured on a 10-frame 64×48 video, about half of the transcode.
+ */
+export const TRANSCODE_WARM_UP: FfmpegSpec = {
+  inputs: [],
+  args: [
+    "-f",
+    "lavfi",
+    ...transcodeArgs("testsrc=size=64x48:rate=5:duration=0.4", "warm.mp4"),
+  ],
+  then: FRAG_REMUX.map((a) =>
+    a === "out.mp4" ? "warm.mp4" : a === "frag.mp4" ? "warm.frag.mp4" : a
+  ),
+  outputs: [
+    { name: "warm.mp4", path: "" },
+    { name: "warm.frag.mp4", path: "" },
+  ],
+};
+
 /** How much of ffmpeg's log a job's error quotes. */
 const ERROR_CHARS = 300;
 
@@ -227,16 +272,19 @@ export interface ChildOptions {
   timeoutMs: number;
   /** {@link MAX_MODEL_PIXELS} unless a test needs a smaller frame refused. */
   maxModelPixels?: number;
+  /** Called with each child's pid as it is spawned (tests count them). */
+  onChild?: (pid: number) => void;
 }
 
 const CHILD = new URL("./ffmpeg_child.ts", import.meta.url);
 const CONFIG = new URL("../deno.json", import.meta.url);
 
 /**
- * The `deno` arguments of the child that runs `spec`: it may read anything
- * and write only `writeDir`; V8 runs it with {@link CHILD_V8_FLAGS}.
+ * The `deno` arguments of an encoder child: it may read anything and write
+ * only `writeDir`; V8 runs it with {@link CHILD_V8_FLAGS}. Its command comes
+ * on stdin; `warmUp` (as {@link TRANSCODE_WARM_UP}) runs before it is read.
  */
-export function childArgs(spec: FfmpegSpec, writeDir: string): string[] {
+export function childArgs(writeDir: string, warmUp?: FfmpegSpec): string[] {
   return [
     "run",
     "--quiet",
@@ -246,13 +294,112 @@ export function childArgs(spec: FfmpegSpec, writeDir: string): string[] {
     `--allow-write=${writeDir}`,
     `--v8-flags=${CHILD_V8_FLAGS}`,
     CHILD.pathname,
-    JSON.stringify(spec),
+    ...(warmUp ? [JSON.stringify(warmUp)] : []),
   ];
 }
 
 /**
- * Runs one ffmpeg command in a child process. Resolves with the exit code and
- * the tail of ffmpeg's log; rejects with {@link EncodeError} on timeout/abort.
+ * One ffmpeg.wasm child process: spawned (and its core loading) at once,
+ * given its one command by {@link FfmpegChild.run}. Between the two it
+ * waits, ready; {@link FfmpegChild.close} ends it.
+ */
+export class FfmpegChild {
+  readonly #child: Deno.ChildProcess;
+  readonly #log: Promise<string>;
+  readonly #status: Promise<Deno.CommandStatus>;
+  #exited = false;
+  #sent = false;
+
+  /**
+   * `warmUp`: run once the core is loaded, before the command is read (its
+   * outputs only deleted), as {@link TRANSCODE_WARM_UP}.
+   */
+  constructor(writeDir: string, warmUp?: FfmpegSpec) {
+    this.#child = new Deno.Command(Deno.execPath(), {
+      args: childArgs(writeDir, warmUp),
+      stdin: "piped",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    this.#log = tail(this.#child.stderr, 4000);
+    this.#status = this.#child.status.finally(() => (this.#exited = true));
+  }
+
+  /** The child's process id. */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
+  /** Whether the child has ended (used, closed, or died waiting). */
+  get exited(): boolean {
+    return this.#exited;
+  }
+
+  /**
+   * Sends `spec` and waits for the child to end. Resolves with the exit code
+   * and the tail of ffmpeg's log; rejects with {@link EncodeError} when
+   * `timeoutMs` (counted from now) passes or `signal` aborts.
+   */
+  async run(
+    spec: FfmpegSpec,
+    opts: { timeoutMs: number; signal?: AbortSignal },
+  ): Promise<{ code: number; log: string }> {
+    if (this.#sent) throw new Error("an ffmpeg child runs one command");
+    this.#sent = true;
+    let why: EncodeError | null = null;
+    const kill = (reason: EncodeError) => {
+      why ??= reason;
+      this.#kill();
+    };
+    const timer = setTimeout(
+      () =>
+        kill(
+          new EncodeError("encode_timeout", "Making the video took too long."),
+        ),
+      opts.timeoutMs,
+    );
+    const onAbort = () =>
+      kill(new EncodeError("encode_aborted", "The job was cancelled."));
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    if (opts.signal?.aborted) onAbort();
+    try {
+      const writer = this.#child.stdin.getWriter();
+      // A child that died meanwhile closed its end: its status says why.
+      await writer.write(new TextEncoder().encode(JSON.stringify(spec)))
+        .then(() => writer.close())
+        .catch(() => {});
+      const [log, status] = await Promise.all([this.#log, this.#status]);
+      if (why) throw why;
+      return { code: status.code, log };
+    } finally {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** Kills the child unless it has ended; resolves once it has. */
+  async close(): Promise<void> {
+    this.#kill();
+    if (!this.#sent) {
+      this.#sent = true;
+      await this.#child.stdin.close().catch(() => {});
+    }
+    await this.#status;
+    await this.#log;
+  }
+
+  #kill() {
+    if (this.#exited) return;
+    try {
+      this.#child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  }
+}
+
+/**
+ * Runs one ffmpeg command in a fresh child process. Resolves with the exit
+ * code and the tail of ffmpeg's log; rejects with {@link EncodeError} on
+ * timeout/abort.
  */
 export async function runFfmpeg(
   spec: FfmpegSpec,
@@ -261,40 +408,7 @@ export async function runFfmpeg(
   if (opts.signal?.aborted) {
     throw new EncodeError("encode_aborted", "The job was cancelled.");
   }
-  const child = new Deno.Command(Deno.execPath(), {
-    args: childArgs(spec, opts.writeDir),
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let why: EncodeError | null = null;
-  const kill = (reason: EncodeError) => {
-    why ??= reason;
-    try {
-      child.kill("SIGKILL");
-    } catch { /* already gone */ }
-  };
-  const timer = setTimeout(
-    () =>
-      kill(
-        new EncodeError("encode_timeout", "Making the video took too long."),
-      ),
-    opts.timeoutMs,
-  );
-  const onAbort = () =>
-    kill(new EncodeError("encode_aborted", "The job was cancelled."));
-  opts.signal?.addEventListener("abort", onAbort, { once: true });
-  try {
-    const [log, status] = await Promise.all([
-      tail(child.stderr, 4000),
-      child.status,
-    ]);
-    if (why) throw why;
-    return { code: status.code, log };
-  } finally {
-    clearTimeout(timer);
-    opts.signal?.removeEventListener("abort", onAbort);
-  }
+  return await new FfmpegChild(opts.writeDir).run(spec, opts);
 }
 
 /** The last `max` characters of a stream, read without keeping the rest. */
@@ -346,12 +460,13 @@ export class ChildEncoder implements Encoder {
   constructor(private readonly opts: ChildOptions) {}
 
   async makeClip(req: ClipRequest): Promise<void> {
-    const writeDir = req.output.slice(0, req.output.lastIndexOf("/")) || ".";
-    const { code, log } = await runFfmpeg(clipSpec(req), {
-      timeoutMs: this.opts.timeoutMs,
-      signal: req.signal,
-      writeDir,
-    });
+    if (req.signal?.aborted) {
+      throw new EncodeError("encode_aborted", "The job was cancelled.");
+    }
+    const { code, log } = await this.#spawn(dirOf(req.output)).run(
+      clipSpec(req),
+      { timeoutMs: this.opts.timeoutMs, signal: req.signal },
+    );
     if (code !== 0) {
       throw new EncodeError(
         "encode_failed",
@@ -360,9 +475,49 @@ export class ChildEncoder implements Encoder {
     }
   }
 
-  async transcode(req: TranscodeRequest): Promise<void> {
-    const writeDir = req.output.slice(0, req.output.lastIndexOf("/")) || ".";
-    const { code, log } = await runFfmpeg({
+  transcode(req: TranscodeRequest): Promise<void> {
+    if (req.signal?.aborted) {
+      throw new EncodeError("encode_aborted", "The job was cancelled.");
+    }
+    return this.#transcode(req, this.#spawn(dirOf(req.output)));
+  }
+
+  #spawn(writeDir: string, warmUp?: FfmpegSpec): FfmpegChild {
+    const child = new FfmpegChild(writeDir, warmUp);
+    this.opts.onChild?.(child.pid);
+    return child;
+  }
+
+  warmTranscoder(opts: { writeDir: string; signal?: AbortSignal }) {
+    const child = this.#spawn(opts.writeDir, TRANSCODE_WARM_UP);
+    const onAbort = () => void child.close();
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    if (opts.signal?.aborted) onAbort();
+    return {
+      pid: child.pid,
+      transcode: async (req: TranscodeRequest) => {
+        opts.signal?.removeEventListener("abort", onAbort);
+        if (req.signal?.aborted) {
+          await child.close();
+          throw new EncodeError("encode_aborted", "The job was cancelled.");
+        }
+        // A child that died waiting (killed from outside): a fresh one.
+        const fresh = child.exited || dirOf(req.output) !== opts.writeDir;
+        if (fresh) await child.close();
+        await this.#transcode(
+          req,
+          fresh ? this.#spawn(dirOf(req.output)) : child,
+        );
+      },
+      close: async () => {
+        opts.signal?.removeEventListener("abort", onAbort);
+        await child.close();
+      },
+    } satisfies WarmTranscoder;
+  }
+
+  async #transcode(req: TranscodeRequest, child: FfmpegChild): Promise<void> {
+    const { code, log } = await child.run({
       inputs: [{ path: req.input, name: "input" }],
       args: transcodeArgs("input", "out.mp4", this.opts.maxModelPixels),
       then: FRAG_REMUX,
@@ -370,7 +525,7 @@ export class ChildEncoder implements Encoder {
         { name: "out.mp4", path: req.output },
         { name: "frag.mp4", path: req.fragOutput },
       ],
-    }, { timeoutMs: this.opts.timeoutMs, signal: req.signal, writeDir });
+    }, { timeoutMs: this.opts.timeoutMs, signal: req.signal });
     if (code === 0 && !EMPTY_OUTPUT.test(log)) return;
     await removeIfThere(req.output);
     await removeIfThere(req.fragOutput);
@@ -397,6 +552,9 @@ const EMPTY_OUTPUT = /Output file is empty, nothing was encoded/;
 const NO_VIDEO = /Stream map '0:v:0' matches no streams/;
 /** libavutil's refusal of a frame over `max_pixels` (av_image_check_size2). */
 const TOO_LARGE = /Picture size (\d+)x(\d+) exceeds specified max pixel count/;
+
+/** The folder of a file path (the child's only writable place). */
+const dirOf = (path: string) => path.slice(0, path.lastIndexOf("/")) || ".";
 
 async function removeIfThere(path: string): Promise<void> {
   await Deno.remove(path).catch((e) => {

@@ -156,11 +156,16 @@ Deno.test("the encoder child, run as ChildEncoder runs it, makes a 1921×1081 PN
     height: 1081,
     orientation: 1,
   };
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: childArgs(clipSpec(req), dir),
+  const child = new Deno.Command(Deno.execPath(), {
+    args: childArgs(dir),
+    stdin: "piped",
     stdout: "null",
     stderr: "piped",
-  }).output();
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(JSON.stringify(clipSpec(req))));
+  await writer.close();
+  const out = await child.output();
   assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
   const facts = await inspectVideo(req.output);
   assert.deepEqual([facts.width, facts.height, facts.frames], [1280, 720, 5]);

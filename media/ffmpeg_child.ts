@@ -20,8 +20,14 @@
  * in-memory file system.
  *
  * Usage: deno run --allow-read --allow-write=<dir> --v8-flags=<CHILD_V8_FLAGS>
- * media/ffmpeg_child.ts '<json spec>' where the spec is {@link FfmpegSpec}.
- * Exit code: ffmpeg's own (0 = success).
+ * media/ffmpeg_child.ts ['<json warm-up spec>'] with the spec
+ * ({@link FfmpegSpec}) as JSON on stdin. The core is loaded before the spec is
+ * read, so a child can be started ahead of its input (a real model's video,
+ * `clip.ts` `warmTranscoder`) and wait, ready; with a warm-up spec it first
+ * runs that (a tiny clip through the same filters and encoder: V8 compiles
+ * ffmpeg's wasm lazily, on first use) and deletes its outputs. Exit code:
+ * ffmpeg's own (0 = success); 1 when stdin closes without a spec (the worker
+ * ended the child, or died).
  */
 
 /** What the child does: copy inputs in, run ffmpeg, copy outputs out. */
@@ -53,6 +59,7 @@ interface Core {
   FS: {
     writeFile(name: string, data: Uint8Array): void;
     readFile(name: string): Uint8Array;
+    unlink(name: string): void;
   };
   setLogger(log: (entry: { message: string }) => void): void;
   exec(...args: string[]): number;
@@ -93,19 +100,32 @@ function collect() {
   (globalThis as { gc?: () => void }).gc?.();
 }
 
-async function main(spec: FfmpegSpec): Promise<number> {
+async function main(warmUp: FfmpegSpec | null): Promise<number> {
   const core = await loadCore();
   core.setLogger(({ message }) => console.error(message));
-  for (const input of spec.inputs) {
-    core.FS.writeFile(input.name, await Deno.readFile(input.path));
-  }
-  collect();
   const run = (args: string[]) => {
     core.exec(...args);
     const code = core.ret;
     core.reset();
     return code;
   };
+  if (warmUp) {
+    if (run(warmUp.args) === 0 && warmUp.then) run(warmUp.then);
+    for (const output of warmUp.outputs) {
+      try {
+        core.FS.unlink(output.name);
+      } catch {
+        // Not written: nothing to delete.
+      }
+    }
+  }
+  const text = await new Response(Deno.stdin.readable).text();
+  if (!text.trim()) return 1;
+  const spec = JSON.parse(text) as FfmpegSpec;
+  for (const input of spec.inputs) {
+    core.FS.writeFile(input.name, await Deno.readFile(input.path));
+  }
+  collect();
   let code = run(spec.args);
   if (code === 0 && spec.then) code = run(spec.then);
   if (code === 0) {
@@ -117,6 +137,6 @@ async function main(spec: FfmpegSpec): Promise<number> {
 }
 
 if (import.meta.main) {
-  const code = await main(JSON.parse(Deno.args[0]) as FfmpegSpec);
-  Deno.exit(code);
+  const warmUp = Deno.args[0] ? JSON.parse(Deno.args[0]) as FfmpegSpec : null;
+  Deno.exit(await main(warmUp));
 }

@@ -150,3 +150,61 @@ Deno.test("a transcode that overruns is killed with encode_timeout; a cancel kil
   );
   await assertNoOutput(req);
 });
+
+/** Whether process `pid` exists (a reaped child does not). */
+const exists = (pid: number) =>
+  Deno.stat(`/proc/${pid}`).then(() => true, () => false);
+
+Deno.test("a warm transcoder: its child is started before the model's video exists, waits, and does the transcode itself", async () => {
+  await using ws = await workspace();
+  const spawned: number[] = [];
+  const encoder = new ChildEncoder({
+    timeoutMs: TIMEOUT_MS,
+    onChild: (pid) => spawned.push(pid),
+  });
+  const warm = encoder.warmTranscoder({ writeDir: ws.dir });
+  assert.deepEqual(spawned, [warm.pid]);
+  assert.ok(await exists(warm.pid), "started ahead, waiting");
+  // The model writes its video only now.
+  const input = `${ws.dir}/model.avi`;
+  await Deno.copyFile(MODEL_VIDEO, input);
+  const req = ws.req(input);
+  await warm.transcode(req);
+  assert.deepEqual(spawned, [warm.pid], "no second child: the warm one did it");
+  const facts = await inspectVideo(req.output);
+  assert.deepEqual([facts.frames, facts.width, facts.height], [
+    MODEL_FRAMES,
+    64,
+    48,
+  ]);
+  assert.equal((await inspectVideo(req.fragOutput)).frames, MODEL_FRAMES);
+  assert.equal(await exists(warm.pid), false, "the child has ended");
+  await warm.close(); // idempotent
+});
+
+Deno.test("a warm transcoder ended unused (closed, or its job aborted) leaves no process and writes nothing", async () => {
+  await using ws = await workspace();
+  const spawned: number[] = [];
+  const encoder = new ChildEncoder({
+    timeoutMs: TIMEOUT_MS,
+    onChild: (pid) => spawned.push(pid),
+  });
+  const closed = encoder.warmTranscoder({ writeDir: ws.dir });
+  await closed.close();
+  assert.equal(await exists(closed.pid), false);
+
+  const abort = new AbortController();
+  const aborted = encoder.warmTranscoder({
+    writeDir: ws.dir,
+    signal: abort.signal,
+  });
+  abort.abort();
+  const req = { ...ws.req(MODEL_VIDEO), signal: abort.signal };
+  await assert.rejects(
+    aborted.transcode(req),
+    (e) => e instanceof EncodeError && e.code === "encode_aborted",
+  );
+  assert.equal(await exists(aborted.pid), false);
+  assert.deepEqual(spawned, [closed.pid, aborted.pid], "no other child");
+  await assertNoOutput(req);
+});

@@ -7,7 +7,7 @@
  * own video made into the contract's MP4), the Clear Key copy and the commit.
  */
 import { fallbackLogger, type Logger } from "../log.ts";
-import type { Encoder } from "../media/clip.ts";
+import type { Encoder, WarmTranscoder } from "../media/clip.ts";
 import { EncodeError } from "../media/clip.ts";
 import type { Store, Workspace } from "../media/store.ts";
 import { packageCenc } from "../media/cenc.ts";
@@ -122,6 +122,12 @@ export async function runJob(
   const waiters = new Set<Waiter>();
   /** Aborted to end the loop's current sleep early (a new, earlier waiter). */
   let wakeTick: AbortController | null = null;
+  /**
+   * The transcode's child, started when the model has begun (`run.begun`)
+   * and ended with the run whatever its end: one encoder per slot, as the
+   * simulated model's own encode.
+   */
+  let warm: WarmTranscoder | null = null;
   abort.signal.addEventListener("abort", () => {
     for (const w of waiters) w.reject(abort.signal.reason);
     waiters.clear();
@@ -144,14 +150,30 @@ export async function runJob(
         waiters.add({ at, onTick, resolve, reject });
         wakeTick?.abort();
       }),
+    begun() {
+      if (warm || abort.signal.aborted || !deps.encoder.warmTranscoder) return;
+      warm = deps.encoder.warmTranscoder({
+        writeDir: dirOf(workspace.outputs.video),
+        signal: abort.signal,
+      });
+    },
   };
   type Settled = { ok: true } | { ok: false; error: unknown };
   // Set by the run's promise; read by the loop (an object, so TS sees it change).
   const state: { settled: Settled | null } = { settled: null };
   const work = (async () => {
-    if ((await adapter.run(slot, run)) === "video") {
-      abort.signal.throwIfAborted();
-      await transcode(deps.encoder, modelOutput, workspace, abort.signal);
+    try {
+      if ((await adapter.run(slot, run)) === "video") {
+        abort.signal.throwIfAborted();
+        await transcode(
+          warm ?? deps.encoder,
+          modelOutput,
+          workspace,
+          abort.signal,
+        );
+      }
+    } finally {
+      await (warm as WarmTranscoder | null)?.close();
     }
   })().then(
     () => void (state.settled = { ok: true }),
@@ -332,7 +354,7 @@ interface Waiter {
  * fragmented copy from it (`Encoder.transcode`).
  */
 async function transcode(
-  encoder: Encoder,
+  encoder: Pick<Encoder, "transcode">,
   input: string,
   workspace: Workspace,
   signal: AbortSignal,
@@ -397,6 +419,8 @@ async function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
 
 const nextMacrotask = () =>
   new Promise<void>((resolve) => setTimeout(resolve, 0));
+
+const dirOf = (path: string) => path.slice(0, path.lastIndexOf("/")) || ".";
 
 async function removeFile(path: string): Promise<void> {
   await Deno.remove(path).catch((e) => {

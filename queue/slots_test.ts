@@ -572,3 +572,105 @@ Deno.test("listSlots: each slot's wall time is the window, or its age when young
     ["young", 30_000],
   ]);
 });
+
+Deno.test("a real model's transcode child starts when the model has begun, does the transcode, and never outlives the run (done, cancel, failure)", async () => {
+  using t = await setup();
+  const model = new FakeModel([slot("gpu-1", "command")]);
+  const [a, b, c] = await t.enqueue(3);
+  const worker = t.worker(model, "w1").start();
+
+  // Done: started while the model runs, used for the transcode, then ended.
+  await model.log.untilRunning(a.id);
+  assert.deepEqual(t.encoder.warm, [{ used: false, ended: false }]);
+  assert.equal(t.encoder.running, 1, "one encoder for the slot");
+  model.finish(a.id);
+  assert.deepEqual(await t.ended(a.id), ["done"]);
+  assert.deepEqual(t.encoder.warm[0], { used: true, ended: true });
+  assert.deepEqual(t.encoder.transcodes.map((r) => r.output).length, 1);
+
+  // Cancelled mid-run: the waiting child ends, unused.
+  await model.log.untilRunning(b.id);
+  await t.clock.untilSleeping(1);
+  await cancelJob(t.kv, b.id, t.clock.now(), HOUR);
+  t.clock.advance(200);
+  assert.deepEqual(await t.ended(b.id), ["cancelled"]);
+  assert.deepEqual(t.encoder.warm[1], { used: false, ended: true });
+
+  // The model fails: its child ends, unused.
+  await model.log.untilRunning(c.id);
+  model.fail(c.id, new ModelError("model_failed", "CUDA out of memory"));
+  assert.deepEqual(await t.ended(c.id), ["failed"]);
+  assert.deepEqual(t.encoder.warm[2], { used: false, ended: true });
+  await worker.stop();
+  assert.equal(t.encoder.running, 0, "no encoder left");
+  assert.equal(t.encoder.maxRunning, 1);
+  assert.equal(t.encoder.transcodes.length, 1);
+});
+
+Deno.test("an idle slot notices a job queued by another process (another KV handle, no doorbell) by the queue depth it polls, and only then", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "img2vid-poll-" });
+  try {
+    using a = retryingWhenBusy(await Deno.openKv(`${dir}/kv.sqlite3`));
+    using b = retryingWhenBusy(await Deno.openKv(`${dir}/kv.sqlite3`));
+    // The fake clock never moves: the slot's idle timer never fires.
+    const clock = new FakeClock();
+    const store = new MemoryStore(() => clock.now());
+    const model = new FakeModel([slot("gpu-1")]);
+    /** Depth reads so far, and who waits for the next one. */
+    let reads = 0;
+    let onRead: (() => void) | null = null;
+    const nextRead = () => new Promise<void>((r) => (onRead = r));
+    const counting = new Proxy(a, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target);
+        if (prop === "get") {
+          return async (key: Deno.KvKey) => {
+            const got = await value.call(target, key);
+            if (key[0] === keys.depth()[0]) {
+              reads++;
+              onRead?.();
+            }
+            return got;
+          };
+        }
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const worker = new ModelWorker({
+      kv: counting,
+      clock,
+      store,
+      encoder: new FakeEncoder(),
+      adapter: model,
+      owner: "w1",
+      modelMs: 30_000,
+      leaseMs: LEASE_MS,
+      tickMs: 200,
+      idleMs: 2_000,
+      retentionMs: HOUR,
+      wakePollMs: 5,
+    }).start();
+    await clock.untilSleeping(1); // idle: nothing queued
+    // Polls that see no change wake nothing: the same idle sleep goes on.
+    for (let i = 0; i < 3; i++) await nextRead();
+    assert.equal(clock.sleeping, 1);
+    assert.equal(model.log.running, 0);
+
+    const job = queuedJob(clock.now());
+    const incoming = await store.receive();
+    await incoming.write(new TextEncoder().encode(job.id));
+    await incoming.keep(job.id);
+    await createJob(b, job, 100); // through the other handle, no ring
+    // Within a few polls (counted, not timed), the slot has taken it.
+    const running = model.log.untilRunning(job.id).then(() => true);
+    let polls = 0;
+    while (polls++ < 20 && !await Promise.race([running, nextRead()])) {
+      /* one more poll */
+    }
+    assert.ok(model.log.jobs().includes(job.id), `not taken in ${polls} polls`);
+    model.finish(job.id);
+    await worker.stop();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

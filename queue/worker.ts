@@ -31,7 +31,16 @@ import { beat } from "./slots.ts";
 export interface WorkerOptions extends ModelDeps {
   /** Look for work at least this often without a doorbell. */
   idleMs: number;
-  /** Called after each job, for tests. */
+  /**
+   * While a slot waits for work, read the queue's depth this often (wall
+   * time) and look for work when it has changed and jobs wait. The doorbell
+   * crosses processes late (KV queue delivery, measured 0.5-1 s on one
+   * file): a worker process with idle slots would wait for it while jobs
+   * uploaded through another process wait too. None: doorbell and `idleMs`
+   * only (tests that drive every wake-up with a fake clock).
+   */
+  wakePollMs?: number;
+  /** Called after each job, for tests and logs. */
   onRun?: (id: string, outcome: RunOutcome) => void;
 }
 
@@ -173,6 +182,10 @@ export class ModelWorker {
       await this.#idle(this.deps.idleMs, bell);
       return;
     }
+    // Read before looking, so that a job queued meanwhile counts as a change.
+    const depthSeen = this.deps.wakePollMs
+      ? (await kv.get<number>(keys.depth())).versionstamp
+      : undefined;
     const job = await claimNext(kv, {
       onReclaimed: this.#reclaimed,
       owner: this.deps.owner,
@@ -191,6 +204,7 @@ export class ModelWorker {
           ? this.deps.idleMs
           : Math.min(this.deps.idleMs, Math.max(1, expiry - clock.now() + 1)),
         bell,
+        depthSeen,
       );
       return;
     }
@@ -254,9 +268,20 @@ export class ModelWorker {
     }
   };
 
-  /** Sleeps until `ms` pass, the doorbell rings or the loop is stopped. */
-  async #idle(ms: number, bell: AbortSignal): Promise<void> {
+  /**
+   * Sleeps until `ms` pass, the doorbell rings or the loop is stopped; with
+   * `depthSeen` (the queue depth's versionstamp when the slot found no job)
+   * and `wakePollMs`, also when the depth has changed and jobs wait.
+   */
+  async #idle(
+    ms: number,
+    bell: AbortSignal,
+    depthSeen?: string | null,
+  ): Promise<void> {
     const wake = new AbortController();
+    if (depthSeen !== undefined && this.deps.wakePollMs) {
+      this.#pollDepth(depthSeen, this.deps.wakePollMs, wake);
+    }
     const onWake = () => wake.abort();
     bell.addEventListener("abort", onWake, { once: true });
     this.#stop.signal.addEventListener("abort", onWake, { once: true });
@@ -264,7 +289,38 @@ export class ModelWorker {
     this.#waiting++;
     await this.deps.clock.sleep(ms, wake.signal);
     this.#waiting--;
+    wake.abort(); // ends the poll
     bell.removeEventListener("abort", onWake);
     this.#stop.signal.removeEventListener("abort", onWake);
   }
+
+  /** Aborts `wake` once the queue depth has moved from `seen` with jobs waiting. */
+  async #pollDepth(
+    seen: string | null,
+    everyMs: number,
+    wake: AbortController,
+  ): Promise<void> {
+    while (!wake.signal.aborted) {
+      await wallSleep(everyMs, wake.signal);
+      if (wake.signal.aborted) return;
+      const depth = await this.deps.kv.get<number>(keys.depth())
+        .catch(() => null); // a KV hiccup: the next poll or the timer
+      if (depth && depth.versionstamp !== seen && (depth.value ?? 0) > 0) {
+        wake.abort();
+      }
+    }
+  }
+}
+
+/** Resolves after `ms` of wall time, or at once when `signal` aborts. */
+function wallSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
 }

@@ -2,7 +2,12 @@
  * Test doubles: a clock that moves only when told, an encoder that does not
  * encode, a model whose runs end when the test says.
  */
-import type { ClipRequest, Encoder, TranscodeRequest } from "../media/clip.ts";
+import type {
+  ClipRequest,
+  Encoder,
+  TranscodeRequest,
+  WarmTranscoder,
+} from "../media/clip.ts";
 import { EncodeError } from "../media/clip.ts";
 import type { Clock } from "../queue/clock.ts";
 
@@ -84,6 +89,11 @@ export class FakeEncoder implements Encoder {
   running = 0;
   maxRunning = 0;
   fail: EncodeError | null = null;
+  /**
+   * The transcoders started ahead ({@link warmTranscoder}), in order: whether
+   * each did the transcode, and whether it has ended (used, closed or aborted).
+   */
+  warm: { used: boolean; ended: boolean }[] = [];
   #held: (() => void)[] | null = null;
 
   hold(): void {
@@ -104,6 +114,39 @@ export class FakeEncoder implements Encoder {
   transcode(req: TranscodeRequest): Promise<void> {
     this.transcodes.push(req);
     return this.#encode(req);
+  }
+
+  /** Counts as an encoder running from its start until it has ended. */
+  warmTranscoder(
+    opts: { writeDir: string; signal?: AbortSignal },
+  ): WarmTranscoder {
+    const state = { used: false, ended: false };
+    this.warm.push(state);
+    this.running++;
+    this.maxRunning = Math.max(this.maxRunning, this.running);
+    const end = () => {
+      if (state.ended) return;
+      state.ended = true;
+      this.running--;
+    };
+    opts.signal?.addEventListener("abort", end, { once: true });
+    if (opts.signal?.aborted) end();
+    return {
+      pid: -1,
+      transcode: async (req) => {
+        if (state.used || state.ended) throw new Error("warm transcoder ended");
+        state.used = true;
+        this.transcodes.push(req);
+        this.running--; // #encode counts it again
+        try {
+          await this.#encode(req);
+        } finally {
+          this.running++;
+          end();
+        }
+      },
+      close: () => Promise.resolve(end()),
+    };
   }
 
   async #encode(req: TranscodeRequest): Promise<void> {
@@ -205,6 +248,7 @@ export class FakeModel implements ModelAdapter {
   async run(slot: SlotInfo, run: ModelRun): Promise<ModelResult> {
     const id = run.job.id;
     this.log.start(slot.id, id);
+    run.begun?.(); // as a real model does once its program runs
     try {
       await new Promise<void>((resolve, reject) => {
         this.#pending.set(id, { resolve, reject });

@@ -5,7 +5,7 @@
  * peak is missed however short.
  *
  * Usage (what {@link peakOf} runs): deno run -A tests/_peak.ts <program> <args…>
- * prints `{"code", "peakBytes", "ms"}` on stdout; the program's stderr passes
+ * (its stdin passed on) prints `{"code", "peakBytes", "ms"}` on stdout; the program's stderr passes
  * through.
  */
 
@@ -25,14 +25,25 @@ const MAXRSS_INDEX = 4;
 const RUSAGE_LONGS = 18;
 const KIB = 1024;
 
-/** Runs `program` with `args` in a fresh wrapper and returns its peak. */
-export async function peakOf(program: string, args: string[]): Promise<Peak> {
-  const out = await new Deno.Command(Deno.execPath(), {
+/**
+ * Runs `program` with `args` (and `input` on its stdin) in a fresh wrapper
+ * and returns its peak.
+ */
+export async function peakOf(
+  program: string,
+  args: string[],
+  input = "",
+): Promise<Peak> {
+  const wrapper = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", SELF, program, ...args],
-    stdin: "null",
+    stdin: "piped",
     stdout: "piped",
     stderr: "null",
-  }).output();
+  }).spawn();
+  const writer = wrapper.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(input));
+  await writer.close();
+  const out = await wrapper.output();
   if (!out.success) throw new Error(`the peak wrapper failed (${out.code})`);
   return JSON.parse(new TextDecoder().decode(out.stdout)) as Peak;
 }
@@ -41,7 +52,7 @@ async function main(program: string, args: string[]): Promise<Peak> {
   const t0 = performance.now();
   const { code } = await new Deno.Command(program, {
     args,
-    stdin: "null",
+    stdin: "inherit",
     stdout: "null",
     stderr: "inherit",
   }).output();

@@ -33,13 +33,13 @@ Deno.test("logs: one JSON line per request with method, path, status, ms and the
   const { app, log, requests } = await start();
   await using _ = app;
   const client = app.client();
-  const last = async (n: number) => {
+  const last = (n: number) => {
     const lines = requests();
     assert.equal(lines.length, n, "one line per request");
     return lines.at(-1)!;
   };
   await (await client.fetch("/healthz")).body?.cancel();
-  const first = await last(1);
+  const first = last(1);
   assert.deepEqual(
     Object.keys(first).sort(),
     ["level", "method", "ms", "msg", "path", "pid", "role", "status", "ts"],
@@ -73,13 +73,13 @@ Deno.test("logs: one JSON line per request with method, path, status, ms and the
 
   const secret = "sig=TOPSECRET";
   await (await client.fetch(`/media/${id}?exp=1&${secret}`)).body?.cancel();
-  const media = await last(4);
+  const media = last(4);
   assert.equal(media.path, `/media/${id}`);
   assert.equal(media.job, id);
   assert.equal(media.status, 403);
 
   await (await client.fetch("/no/such/page")).body?.cancel();
-  const missing = await last(5);
+  const missing = last(5);
   assert.equal(missing.status, 404);
   assert.equal(missing.job, undefined);
   assert.ok(!log.lines.some((l) => l.includes("TOPSECRET")));

@@ -41,6 +41,14 @@ export interface ModelRun {
    * is then the run's only timer.
    */
   wait(at: number, onTick?: (now: number) => void): Promise<void>;
+  /**
+   * Tells the worker the model has taken the job (its program started, its
+   * prediction accepted), so that the encoder's child for the transcode
+   * starts now, while the model runs: when the video comes, only the
+   * transcode remains. Not called by a model that makes the clip itself, or
+   * when the job could not start (a busy slot).
+   */
+  begun?(): void;
 }
 
 /**

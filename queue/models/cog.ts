@@ -132,6 +132,7 @@ export class CogAdapter implements ModelAdapter {
     if (state) {
       const attached = await this.#reattach(state.slot, run);
       if (attached) {
+        run.begun?.();
         return await this.#finish(await this.#follow(state.slot, run), run);
       }
       if (state.status !== "sending") {
@@ -148,6 +149,7 @@ export class CogAdapter implements ModelAdapter {
       await forgetCogPrediction(kv, id);
     }
     await this.#start(slot.id, run);
+    run.begun?.();
     return await this.#finish(await this.#follow(slot.id, run), run);
   }
 

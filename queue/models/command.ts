@@ -7,6 +7,13 @@
  * The program runs in a process group of its own (a new session), so that a
  * cancel or a timeout stops everything it started (a Python model's data
  * loader workers, an ffmpeg it calls), not only the shell.
+ *
+ * A worker killed with SIGKILL cannot end that group, and the program would
+ * run on (holding the GPU) while its job runs again elsewhere. So each run
+ * writes its group down in `groupsDir` (one file per job, with who wrote it),
+ * and before each claim (`healthy`) any worker on the machine ends the groups
+ * whose writer is dead: a restarted worker, or the next one to take the job,
+ * stops the orphan before the job runs again.
  */
 import { fallbackLogger, type Logger } from "../../log.ts";
 import type {
@@ -53,14 +60,33 @@ export interface CommandOptions {
   outputCheckMs?: number;
   /** Where a failed program's last lines go. */
   log?: Logger;
+  /**
+   * Where each running program's process group is written down, so that a
+   * worker started after a crash ends what a killed worker left running
+   * (`DATA_DIR/command-groups`). None: nothing is written down.
+   */
+  groupsDir?: string;
+}
+
+/** A running program's group as written down in `groupsDir`. */
+interface GroupRecord {
+  job: string;
+  host: string;
+  /** The group's id: its leader's pid, and when that leader started. */
+  group: number;
+  groupStart: number | null;
+  /** The worker process that started it, and when that process started. */
+  worker: number;
+  workerStart: number | null;
 }
 
 /** One slot that runs the operator's program per job. */
 export class CommandAdapter implements ModelAdapter {
   readonly slots: readonly SlotInfo[];
-  readonly #opts: Required<Omit<CommandOptions, "env" | "log">> & {
-    env: Record<string, string>;
-  };
+  readonly #opts:
+    & Required<Omit<CommandOptions, "env" | "groupsDir" | "log">>
+    & Pick<CommandOptions, "groupsDir">
+    & { env: Record<string, string> };
 
   constructor(opts: CommandOptions) {
     this.#opts = {
@@ -76,9 +102,79 @@ export class CommandAdapter implements ModelAdapter {
 
   readonly #log: Logger;
 
-  /** A program is started per job: there is nothing to ask beforehand. */
-  healthy(): Promise<boolean> {
-    return Promise.resolve(true);
+  /**
+   * A program is started per job: there is nothing to ask beforehand. But
+   * before the slot claims a job, what dead workers left running goes.
+   */
+  async healthy(): Promise<boolean> {
+    await this.endOrphans().catch((e) =>
+      this.#log.error("model.orphans_failed", {}, e)
+    );
+    return true;
+  }
+
+  /**
+   * Ends the process groups that workers on this machine wrote down and that
+   * outlived them (`kill -9` of a worker): SIGTERM, SIGKILL after the grace.
+   * A group whose leader's pid now names another process is not touched.
+   * Returns the groups ended.
+   */
+  async endOrphans(): Promise<number[]> {
+    const dir = this.#opts.groupsDir;
+    if (!dir) return [];
+    const ended: number[] = [];
+    let names: string[];
+    try {
+      names = (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return [];
+      throw e;
+    }
+    for (const name of names.filter((n) => n.endsWith(".json"))) {
+      const path = `${dir}/${name}`;
+      let rec: GroupRecord;
+      try {
+        rec = JSON.parse(await Deno.readTextFile(path));
+      } catch {
+        continue; // half written by a live worker, or gone meanwhile
+      }
+      if (rec.host !== Deno.hostname()) continue;
+      const writer = procStat(rec.worker);
+      if (writer && writer.start === rec.workerStart) continue; // still its own
+      const leader = procStat(rec.group);
+      const same = !leader || leader.start === rec.groupStart;
+      if (same && groupAlive(rec.group)) {
+        this.#log.info("model.orphan_ended", {
+          job: rec.job,
+          group: rec.group,
+          worker: rec.worker,
+        });
+        await endGroup(rec.group, this.#opts.killGraceMs);
+        ended.push(rec.group);
+      }
+      await removeIfThere(path);
+    }
+    return ended;
+  }
+
+  /** Writes down the group `run`'s program runs in; returns its file. */
+  async #record(job: string, group: number): Promise<string | null> {
+    const dir = this.#opts.groupsDir;
+    if (!dir) return null;
+    await Deno.mkdir(dir, { recursive: true });
+    const path = `${dir}/${job}.json`;
+    const rec: GroupRecord = {
+      job,
+      host: Deno.hostname(),
+      group,
+      groupStart: procStat(group)?.start ?? null,
+      worker: Deno.pid,
+      workerStart: procStat(Deno.pid)?.start ?? null,
+    };
+    // Whole or not at all: a reader never sees half a record.
+    await Deno.writeTextFile(`${path}.part`, JSON.stringify(rec));
+    await Deno.rename(`${path}.part`, path);
+    return path;
   }
 
   async run(_slot: SlotInfo, run: ModelRun): Promise<ModelResult> {
@@ -112,6 +208,12 @@ export class CommandAdapter implements ModelAdapter {
     }
     const group = child.pid;
     const grace = opts.killGraceMs;
+    const record = await this.#record(run.job.id, group).catch((e) => {
+      this.#log.error("model.group_unrecorded", { job: run.job.id }, e);
+      return null;
+    });
+    // The encoder's child for the transcode loads meanwhile.
+    run.begun?.();
 
     /** Why we stopped it, once we have: the run fails with that. */
     let stopped = null as { why: unknown } | null;
@@ -133,6 +235,7 @@ export class CommandAdapter implements ModelAdapter {
     );
     const onAbort = () => stop(run.signal.reason);
     run.signal.addEventListener("abort", onAbort, { once: true });
+    if (run.signal.aborted) onAbort(); // while the group was written down
     const tooBig = (bytes: number) =>
       new ModelError(
         "model_output",
@@ -176,6 +279,7 @@ export class CommandAdapter implements ModelAdapter {
     }
     // What the program left running in its group goes too, in every case.
     await (stopping ?? endGroup(group, grace));
+    if (record) await removeIfThere(record);
     const drainTimer = setTimeout(() => drained.abort(), DRAIN_MS);
     await reading.finally(() => clearTimeout(drainTimer));
 
@@ -292,15 +396,23 @@ export function groupAlive(group: number): boolean {
 /** proc(5) states of a process that has exited. */
 const DEAD = new Set(["Z", "X"]);
 
-/** A process's state and process group from /proc, or null when it is gone. */
+/**
+ * A process's state, process group and start time (clock ticks after boot:
+ * with the pid, it names one process) from /proc, or null when it is gone.
+ */
 export function procStat(
   pid: number,
-): { state: string; group: number } | null {
+): { state: string; group: number; start: number } | null {
   try {
     const text = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+    // "pid (comm) state ppid pgrp ... starttime (22nd)": comm may hold
+    // spaces and parentheses.
     const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-    return { state: fields[0], group: Number(fields[2]) };
+    return {
+      state: fields[0],
+      group: Number(fields[2]),
+      start: Number(fields[19]),
+    };
   } catch {
     return null;
   }

@@ -3,7 +3,12 @@ import { ChildEncoder } from "../../media/clip.ts";
 import { inspectVideo } from "../../tests/_media.ts";
 import { queuedJob } from "../../tests/_fakes.ts";
 import { ModelError, type ModelRun } from "./adapter.ts";
-import { CommandAdapter, type CommandOptions, procStat } from "./command.ts";
+import {
+  CommandAdapter,
+  type CommandOptions,
+  groupAlive,
+  procStat,
+} from "./command.ts";
 import { MAX_LINE_CHARS, progressOf, readLines } from "./_lines.ts";
 
 const fixtures = new URL("../../tests/fixtures/", import.meta.url);
@@ -207,6 +212,13 @@ Deno.test("command model: a cancel stops the whole process group", async () => {
   assert.ok(ended(grandchild));
 });
 
+Deno.test("command model: a cancel as the program starts (while its group is written down) stops it too", async () => {
+  await using m = await fakeModel("hang");
+  m.run.begun = () =>
+    m.abort.abort(new DOMException("cancelled", "AbortError"));
+  await assert.rejects(m.start(), (e) => (e as Error).name === "AbortError");
+});
+
 Deno.test("command model: a timeout fails with model_timeout; SIGTERM first, SIGKILL after the grace for what ignores it", async () => {
   await using m = await fakeModel("hang", {
     timeoutMs: 1_500,
@@ -216,4 +228,60 @@ Deno.test("command model: a timeout fails with model_timeout; SIGTERM first, SIG
   await assert.rejects(m.start(), failsWith("model_timeout"));
   assert.equal(await m.note("got_term"), "yes");
   assert.ok(ended(Number(await m.note("grandchild"))));
+});
+
+Deno.test("command model: a group written down by a dead worker is ended before the next claim; a live worker's, or a reused pid, is left alone", async () => {
+  const dir = await Deno.makeTempDir();
+  const adapter = new CommandAdapter({
+    command: "true",
+    slotId: "command:test",
+    timeoutMs: NEVER_MS,
+    groupsDir: dir,
+    killGraceMs: 1_000,
+  });
+  // An orphan's stand-in: a process group of its own.
+  const orphan = new Deno.Command("sleep", { args: ["300"], detached: true })
+    .spawn();
+  const group = orphan.pid;
+  // A worker that has exited: its pid names no process now.
+  const dead = new Deno.Command("true").spawn();
+  await dead.status;
+  const write = (rec: Record<string, unknown>) =>
+    Deno.writeTextFile(
+      `${dir}/job1.json`,
+      JSON.stringify({
+        job: "job1",
+        host: Deno.hostname(),
+        group,
+        groupStart: procStat(group)!.start,
+        worker: dead.pid,
+        workerStart: 1,
+        ...rec,
+      }),
+    );
+  try {
+    // Written by this process, which lives: its own run.
+    await write({ worker: Deno.pid, workerStart: procStat(Deno.pid)!.start });
+    assert.deepEqual(await adapter.endOrphans(), []);
+    // The leader's pid started at another time: another process now.
+    await write({ groupStart: procStat(group)!.start + 1 });
+    assert.deepEqual(await adapter.endOrphans(), []);
+    assert.ok(groupAlive(group));
+    // Another machine's record (a shared DATA_DIR) is not ours to judge.
+    await write({ host: `not-${Deno.hostname()}` });
+    assert.deepEqual(await adapter.endOrphans(), []);
+    assert.ok(groupAlive(group));
+    // Its worker is dead: the group goes, and so does the record.
+    await write({});
+    assert.equal(await adapter.healthy(), true);
+    assert.equal(groupAlive(group), false);
+    assert.equal((await orphan.status).signal, "SIGTERM");
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(dir)), []);
+  } finally {
+    try {
+      orphan.kill("SIGKILL");
+    } catch { /* ended */ }
+    await orphan.status;
+    await Deno.remove(dir, { recursive: true });
+  }
 });

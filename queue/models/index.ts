@@ -28,6 +28,7 @@ export function createAdapter(
   config: Pick<
     Config,
     | "model"
+    | "dataDir"
     | "modelMs"
     | "modelCommand"
     | "modelTimeoutMs"
@@ -46,6 +47,7 @@ export function createAdapter(
         slotId: `command:${deps.workerId}`,
         timeoutMs: config.modelTimeoutMs,
         log: deps.log,
+        groupsDir: `${config.dataDir}/command-groups`,
       });
     case "cog":
       if (!deps.kv || !deps.webhookUrl) {

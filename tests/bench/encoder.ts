@@ -51,13 +51,21 @@ export async function encoder(ctx: BenchContext): Promise<Row[]> {
     orientation: 1,
   };
   const spec = clipSpec(req);
-  const ours = childArgs(spec, dir);
-  // The same command with the child before issue 14 and V8's own flags.
-  const before = childArgs({ ...spec, args: withLookAhead(spec.args) }, dir)
-    .filter((a) => !a.startsWith("--v8-flags="))
-    .map((a) => a === OURS ? BEFORE : a);
+  // Ours reads its command on stdin; the child before issue 14 took it as
+  // its argument, with V8's own flags and x264's look-ahead.
+  const ours = childArgs(dir);
+  const before = [
+    ...childArgs(dir)
+      .filter((a) => !a.startsWith("--v8-flags="))
+      .map((a) => a === OURS ? BEFORE : a),
+    JSON.stringify({ ...spec, args: withLookAhead(spec.args) }),
+  ];
   const run = async (args: string[]) => {
-    const p = await peakOf(Deno.execPath(), args);
+    const p = await peakOf(
+      Deno.execPath(),
+      args,
+      args === ours ? JSON.stringify(spec) : "",
+    );
     if (p.code !== 0) throw new Error(`the encoder child failed (${p.code})`);
     return p;
   };
