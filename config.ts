@@ -43,8 +43,10 @@ const schema = z.object({
   }),
   WEBHOOK_BASE_URL: z.url().optional(),
   MODEL_TIMEOUT_MS: int(1).default(600_000),
-  // A bearer token for the operators' API: long enough not to be guessed.
-  ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
+  // A bearer token for the operators' API: long enough not to be guessed,
+  // and without whitespace (an Authorization header or a pasted token loses it).
+  ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters")
+    .regex(/^\S*$/, "must not contain whitespace").optional(),
   LOG_FORMAT: z.enum(["text", "json"]).default("text"),
 }).superRefine((e, ctx) => {
   if (e.MODEL === "command" && !e.MODEL_COMMAND) {
