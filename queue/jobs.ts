@@ -326,6 +326,14 @@ export interface JobPage {
  */
 export const ALL_JOBS_SCAN_MAX = 1000;
 
+/** A `cursor` that no page of {@link listAllJobs} returned (kv.list refuses it). */
+export class InvalidCursor extends Error {
+  constructor() {
+    super("invalid cursor");
+    this.name = "InvalidCursor";
+  }
+}
+
 /**
  * Every session's jobs, newest first (job ids sort by creation time, so the
  * job prefix read backwards is the order), `limit` at a time from `cursor`,
@@ -342,7 +350,19 @@ export async function listAllJobs(
     batchSize: Math.min(500, opts.status ? ALL_JOBS_SCAN_MAX : opts.limit + 1),
   });
   let scanned = 0;
-  for await (const entry of iter) {
+  for (;;) {
+    let next: IteratorResult<Deno.KvEntry<JobRecord>>;
+    try {
+      next = await iter.next();
+    } catch (e) {
+      // kv.list checks the cursor at its first read (a TypeError).
+      if (opts.cursor !== undefined && e instanceof TypeError) {
+        throw new InvalidCursor();
+      }
+      throw e;
+    }
+    if (next.done) return { jobs, cursor: null };
+    const entry = next.value;
     if (!opts.status || entry.value.status === opts.status) {
       jobs.push(entry.value);
     }
@@ -352,7 +372,6 @@ export async function listAllJobs(
       return { jobs, cursor: iter.cursor };
     }
   }
-  return { jobs, cursor: null };
 }
 
 /** The progress of each of `ids` (null where none is recorded). */

@@ -6,6 +6,8 @@ import {
   createJob,
   discardJob,
   getJob,
+  InvalidCursor,
+  listAllJobs,
   listSessionJobs,
 } from "./jobs.ts";
 import { GET_MANY_MAX, keys } from "./keys.ts";
@@ -184,4 +186,21 @@ Deno.test("createJob with retryOf: the commit checks the original, so a change b
     ok: false,
     reason: "not_retryable",
   });
+});
+
+Deno.test("listAllJobs: a cursor kv.list does not take is InvalidCursor, not a TypeError", async () => {
+  using kv = await Deno.openKv(":memory:");
+  await createJob(kv, queuedJob(1000), 10);
+  for (const cursor of ["AA", "%%"]) {
+    await assert.rejects(
+      () => listAllJobs(kv, { limit: 5, cursor }),
+      InvalidCursor,
+      cursor,
+    );
+  }
+  // A cursor from a page still works.
+  await createJob(kv, queuedJob(2000), 10);
+  const first = await listAllJobs(kv, { limit: 1 });
+  const next = await listAllJobs(kv, { limit: 1, cursor: first.cursor! });
+  assert.equal(next.jobs.length, 1);
 });
