@@ -126,8 +126,11 @@ export interface Config {
   logFormat: "text" | "json";
 }
 
-/** Variables whose values an error message never shows. */
-const SECRETS = new Set(["ADMIN_TOKEN"]);
+/**
+ * Variables whose values an error message never shows, and that a model's
+ * program is not given (`queue/models/command.ts`).
+ */
+export const SECRETS: ReadonlySet<string> = new Set(["ADMIN_TOKEN"]);
 
 /** Thrown with a one-line message naming the offending variable. */
 export class ConfigError extends Error {
