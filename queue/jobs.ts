@@ -415,32 +415,41 @@ export async function cancelJob(
 /** What {@link discardJob} did. */
 export type Discarded =
   | { ended: "cancelled"; job: JobRecord }
-  | { ended: "deleted"; job: JobRecord };
+  | { ended: "deleted"; job: JobRecord }
+  /** Read queued or running, it ended before the cancel: as it now is. */
+  | { ended: "meanwhile"; job: JobRecord };
 
 /**
  * `DELETE` of a job (API.md): cancels it while it is queued or running, or
  * deletes an ended one (`done`, `failed`, `cancelled`): its record, its
  * places in the indexes, its retry mark and its kept bytes, in one commit
- * checked against the record as read. The state at that commit decides: a
- * job that ends while the cancel is tried is deleted instead, so the caller
- * never finds it running afterwards. The files go after the commit
- * (`Store.removeJob`); a crash between leaves files no job counts, for the
- * orphan sweep. Null when there is no such job.
+ * checked against the record as read. The state the request read decides
+ * (`seen`, the status the caller read, else this function's first read): a
+ * job read queued or running that ends before the cancel commits is left as
+ * it ended and returned (`meanwhile`), so a late Cancel never deletes a
+ * video just made; only a DELETE that reads an ended record deletes it. The
+ * files go after the commit (`Store.removeJob`); a crash between leaves
+ * files no job counts, for the orphan sweep. Null when there is no such job.
  */
 export async function discardJob(
   kv: Deno.Kv,
   id: string,
   now: number,
   retentionMs: number,
+  seen?: JobStatus,
 ): Promise<Discarded | null> {
+  let cancel = seen !== undefined && !FINAL_STATUSES.has(seen);
   for (;;) {
     const job = await kv.get<JobRecord>(keys.job(id));
     if (!job.value) return null;
-    if (!FINAL_STATUSES.has(job.value.status)) {
+    if (!FINAL_STATUSES.has(job.value.status)) cancel = true;
+    if (cancel) {
       const cancelled = await cancelJob(kv, id, now, retentionMs);
       if (cancelled === null) return null;
       if (cancelled !== "final") return { ended: "cancelled", job: cancelled };
-      continue; // it ended meanwhile: delete it
+      // It ended meanwhile: the job as it now is, nothing deleted.
+      const current = await getJob(kv, id);
+      return current ? { ended: "meanwhile", job: current } : null;
     }
     const record = job.value;
     const op = kv.atomic().check(job)
