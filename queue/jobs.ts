@@ -10,7 +10,7 @@ import {
   type JobError,
   type JobStatus,
 } from "../shared/api.ts";
-import { finalize } from "./_finalize.ts";
+import { finalize, forgetKept, keptImages } from "./_finalize.ts";
 import {
   type ClientLine,
   clientOf,
@@ -385,13 +385,17 @@ export async function getProgress(
 
 /**
  * Cancels a queued or running job. Returns the cancelled job, `"final"` when
- * it had already ended, or null when it does not exist.
+ * it had already ended, or null when it does not exist. The job keeps its
+ * image for a retry unless its client address already has `maxKept` ended
+ * jobs keeping theirs (the commit checks that count's mark, so racing
+ * cancels never pass the cap): then its bytes are given back at once.
  */
 export async function cancelJob(
   kv: Deno.Kv,
   id: string,
   now: number,
   retentionMs: number,
+  maxKept = Infinity,
 ): Promise<JobRecord | "final" | null> {
   for (;;) {
     const [job, depth] = await kv.getMany<[JobRecord, number]>([
@@ -401,13 +405,19 @@ export async function cancelJob(
     if (!job.value) return null;
     if (FINAL_STATUSES.has(job.value.status)) return "final";
     const op = kv.atomic().check(job, depth);
+    let keepImage = true;
+    if (Number.isFinite(maxKept)) {
+      const kept = await keptImages(kv, clientOf(job.value), maxKept);
+      op.check(kept.mark);
+      keepImage = kept.count < maxKept;
+    }
     if (job.value.status === "queued") {
       await leaveLine(kv, op, job.value);
       op.set(keys.depth(), Math.max(0, (depth.value ?? 1) - 1));
     }
     const cancelled = finalize(op, job.value, now, retentionMs, {
       status: "cancelled",
-    });
+    }, keepImage);
     if ((await op.commit()).ok) return cancelled;
   }
 }
@@ -436,15 +446,16 @@ export async function discardJob(
   id: string,
   now: number,
   retentionMs: number,
-  seen?: JobStatus,
+  opts: { seen?: JobStatus; maxKept?: number } = {},
 ): Promise<Discarded | null> {
+  const { seen, maxKept } = opts;
   let cancel = seen !== undefined && !FINAL_STATUSES.has(seen);
   for (;;) {
     const job = await kv.get<JobRecord>(keys.job(id));
     if (!job.value) return null;
     if (!FINAL_STATUSES.has(job.value.status)) cancel = true;
     if (cancel) {
-      const cancelled = await cancelJob(kv, id, now, retentionMs);
+      const cancelled = await cancelJob(kv, id, now, retentionMs, maxKept);
       if (cancelled === null) return null;
       if (cancelled !== "final") return { ended: "cancelled", job: cancelled };
       // It ended meanwhile: the job as it now is, nothing deleted.
@@ -460,6 +471,7 @@ export async function discardJob(
     if (record.finishedAt !== null) {
       op.delete(keys.finished(record.finishedAt, id));
     }
+    forgetKept(op, record, retentionMs);
     addDataBytes(op, -countedBytes(record));
     if ((await op.commit()).ok) return { ended: "deleted", job: record };
   }

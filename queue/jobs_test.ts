@@ -154,7 +154,9 @@ Deno.test("discardJob: a job the request read as running, ended by the time it i
     retentionMs: HOUR,
     result: { error: { code: "model_failed", message: "no" } },
   });
-  const result = await discardJob(kv, job.id, 3000, HOUR, "processing");
+  const result = await discardJob(kv, job.id, 3000, HOUR, {
+    seen: "processing",
+  });
   assert.equal(result?.ended, "meanwhile");
   assert.equal(result?.job.status, "failed");
   assert.equal((await getJob(kv, job.id))?.status, "failed");

@@ -107,7 +107,13 @@ export function adminRoutes(deps: AdminDeps) {
       const { id } = c.req.valid("param");
       // The visitor's cancel path, for any session's job; an ended job is
       // left alone (deleting is its owner's choice).
-      const result = await cancelJob(kv, id, clock.now(), config.retentionMs);
+      const result = await cancelJob(
+        kv,
+        id,
+        clock.now(),
+        config.retentionMs,
+        config.maxWaitingPerClient,
+      );
       if (result === null) throw notFound();
       if (result === "final") {
         throw notCancellable((await getJob(kv, id))?.status ?? "ended");

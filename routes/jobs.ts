@@ -79,7 +79,7 @@ export function jobRoutes(deps: AppDeps) {
         job.id,
         clock.now(),
         config.retentionMs,
-        job.status,
+        { seen: job.status, maxKept: config.maxWaitingPerClient },
       );
       if (result === null) throw notFound();
       if (result.ended === "meanwhile") return c.json(await view(result.job));
