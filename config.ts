@@ -43,8 +43,10 @@ const schema = z.object({
   }),
   WEBHOOK_BASE_URL: z.url().optional(),
   MODEL_TIMEOUT_MS: int(1).default(600_000),
-  // A bearer token for the operators' API: long enough not to be guessed.
-  ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
+  // A bearer token for the operators' API: long enough not to be guessed,
+  // and without whitespace (an Authorization header or a pasted token loses it).
+  ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters")
+    .regex(/^\S*$/, "must not contain whitespace").optional(),
   LOG_FORMAT: z.enum(["text", "json"]).default("text"),
 }).superRefine((e, ctx) => {
   if (e.MODEL === "command" && !e.MODEL_COMMAND) {
@@ -124,8 +126,11 @@ export interface Config {
   logFormat: "text" | "json";
 }
 
-/** Variables whose values an error message never shows. */
-const SECRETS = new Set(["ADMIN_TOKEN"]);
+/**
+ * Variables whose values an error message never shows, and that a model's
+ * program is not given (`queue/models/command.ts`).
+ */
+export const SECRETS: ReadonlySet<string> = new Set(["ADMIN_TOKEN"]);
 
 /** Thrown with a one-line message naming the offending variable. */
 export class ConfigError extends Error {

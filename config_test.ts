@@ -54,6 +54,26 @@ Deno.test("ADMIN_TOKEN: unset (or empty) is null; a token shorter than 16 charac
   );
 });
 
+Deno.test("ADMIN_TOKEN: a token with whitespace (which no Authorization header carries whole) stops the start", () => {
+  for (
+    const token of [
+      "0123456789 abcdef",
+      " 0123456789abcdef",
+      "0123456789abcdef\n",
+      "0123456789\tabcdef",
+    ]
+  ) {
+    assert.throws(
+      () => loadConfig({ ADMIN_TOKEN: token }),
+      (e: Error) =>
+        e instanceof ConfigError &&
+        e.message.startsWith("invalid ADMIN_TOKEN=(hidden)") &&
+        e.message.includes("must not contain whitespace") &&
+        !e.message.includes("abcdef"),
+    );
+  }
+});
+
 Deno.test("config: LOG_FORMAT is text by default, json on request, nothing else", () => {
   assert.equal(loadConfig({}).logFormat, "text");
   assert.equal(loadConfig({ LOG_FORMAT: "json" }).logFormat, "json");

@@ -190,13 +190,17 @@ export default function JobList(props: JobListProps) {
         keepalive,
       });
       if (res.status !== 204 && res.status !== 404) throw new Error();
-      setJobs((list) => list.filter((j) => j.id !== id));
-      const small = previews.get(id);
-      if (small) URL.revokeObjectURL(small);
-      previews.delete(id);
+      gone(id);
     } catch {
       setProblem(id, t(lang, "err_action"));
     }
+  };
+  /** A job deleted on the server: its card and its preview go. */
+  const gone = (id: string) => {
+    setJobs((list) => list.filter((j) => j.id !== id));
+    const small = previews.get(id);
+    if (small) URL.revokeObjectURL(small);
+    previews.delete(id);
   };
   const remove = (id: string) => {
     setProblem(id, null);
@@ -343,6 +347,7 @@ export default function JobList(props: JobListProps) {
                   lang={lang}
                   now={now}
                   onUpdate={update}
+                  onGone={() => gone(job.id)}
                   movedTo={moved.get(job.id)}
                   deleting={deleting.has(job.id)}
                   problem={problems.get(job.id)}
@@ -365,6 +370,7 @@ function JobCard(
     lang,
     now,
     onUpdate,
+    onGone,
     movedTo,
     deleting,
     problem,
@@ -377,6 +383,8 @@ function JobCard(
     lang: Lang;
     now: number;
     onUpdate: (j: ApiJob) => void;
+    /** The job was deleted meanwhile (its Cancel answered 204 or 404). */
+    onGone: () => void;
     /** Set when a newcomer went ahead: the position it moved back to. */
     movedTo?: number;
     /** Deleted on the page, its DELETE waiting for Undo's time. */
@@ -412,6 +420,8 @@ function JobCard(
 
   const cancel = async () => {
     const res = await fetch(`/api/jobs/${job.id}`, { method: "DELETE" });
+    // 204: it had ended and was deleted (a DELETE that read it ended).
+    if (res.status === 204 || res.status === 404) return onGone();
     if (res.ok) onUpdate(await res.json());
   };
 

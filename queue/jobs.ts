@@ -10,7 +10,7 @@ import {
   type JobError,
   type JobStatus,
 } from "../shared/api.ts";
-import { finalize } from "./_finalize.ts";
+import { finalize, forgetKept, keptImages } from "./_finalize.ts";
 import {
   type ClientLine,
   clientOf,
@@ -326,6 +326,14 @@ export interface JobPage {
  */
 export const ALL_JOBS_SCAN_MAX = 1000;
 
+/** A `cursor` that no page of {@link listAllJobs} returned (kv.list refuses it). */
+export class InvalidCursor extends Error {
+  constructor() {
+    super("invalid cursor");
+    this.name = "InvalidCursor";
+  }
+}
+
 /**
  * Every session's jobs, newest first (job ids sort by creation time, so the
  * job prefix read backwards is the order), `limit` at a time from `cursor`,
@@ -342,7 +350,19 @@ export async function listAllJobs(
     batchSize: Math.min(500, opts.status ? ALL_JOBS_SCAN_MAX : opts.limit + 1),
   });
   let scanned = 0;
-  for await (const entry of iter) {
+  for (;;) {
+    let next: IteratorResult<Deno.KvEntry<JobRecord>>;
+    try {
+      next = await iter.next();
+    } catch (e) {
+      // kv.list checks the cursor at its first read (a TypeError).
+      if (opts.cursor !== undefined && e instanceof TypeError) {
+        throw new InvalidCursor();
+      }
+      throw e;
+    }
+    if (next.done) return { jobs, cursor: null };
+    const entry = next.value;
     if (!opts.status || entry.value.status === opts.status) {
       jobs.push(entry.value);
     }
@@ -352,7 +372,6 @@ export async function listAllJobs(
       return { jobs, cursor: iter.cursor };
     }
   }
-  return { jobs, cursor: null };
 }
 
 /** The progress of each of `ids` (null where none is recorded). */
@@ -366,13 +385,17 @@ export async function getProgress(
 
 /**
  * Cancels a queued or running job. Returns the cancelled job, `"final"` when
- * it had already ended, or null when it does not exist.
+ * it had already ended, or null when it does not exist. The job keeps its
+ * image for a retry unless its client address already has `maxKept` ended
+ * jobs keeping theirs (the commit checks that count's mark, so racing
+ * cancels never pass the cap): then its bytes are given back at once.
  */
 export async function cancelJob(
   kv: Deno.Kv,
   id: string,
   now: number,
   retentionMs: number,
+  maxKept = Infinity,
 ): Promise<JobRecord | "final" | null> {
   for (;;) {
     const [job, depth] = await kv.getMany<[JobRecord, number]>([
@@ -382,13 +405,19 @@ export async function cancelJob(
     if (!job.value) return null;
     if (FINAL_STATUSES.has(job.value.status)) return "final";
     const op = kv.atomic().check(job, depth);
+    let keepImage = true;
+    if (Number.isFinite(maxKept)) {
+      const kept = await keptImages(kv, clientOf(job.value), maxKept);
+      op.check(kept.mark);
+      keepImage = kept.count < maxKept;
+    }
     if (job.value.status === "queued") {
       await leaveLine(kv, op, job.value);
       op.set(keys.depth(), Math.max(0, (depth.value ?? 1) - 1));
     }
     const cancelled = finalize(op, job.value, now, retentionMs, {
       status: "cancelled",
-    });
+    }, keepImage);
     if ((await op.commit()).ok) return cancelled;
   }
 }
@@ -396,32 +425,42 @@ export async function cancelJob(
 /** What {@link discardJob} did. */
 export type Discarded =
   | { ended: "cancelled"; job: JobRecord }
-  | { ended: "deleted"; job: JobRecord };
+  | { ended: "deleted"; job: JobRecord }
+  /** Read queued or running, it ended before the cancel: as it now is. */
+  | { ended: "meanwhile"; job: JobRecord };
 
 /**
  * `DELETE` of a job (API.md): cancels it while it is queued or running, or
  * deletes an ended one (`done`, `failed`, `cancelled`): its record, its
  * places in the indexes, its retry mark and its kept bytes, in one commit
- * checked against the record as read. The state at that commit decides: a
- * job that ends while the cancel is tried is deleted instead, so the caller
- * never finds it running afterwards. The files go after the commit
- * (`Store.removeJob`); a crash between leaves files no job counts, for the
- * orphan sweep. Null when there is no such job.
+ * checked against the record as read. The state the request read decides
+ * (`seen`, the status the caller read, else this function's first read): a
+ * job read queued or running that ends before the cancel commits is left as
+ * it ended and returned (`meanwhile`), so a late Cancel never deletes a
+ * video just made; only a DELETE that reads an ended record deletes it. The
+ * files go after the commit (`Store.removeJob`); a crash between leaves
+ * files no job counts, for the orphan sweep. Null when there is no such job.
  */
 export async function discardJob(
   kv: Deno.Kv,
   id: string,
   now: number,
   retentionMs: number,
+  opts: { seen?: JobStatus; maxKept?: number } = {},
 ): Promise<Discarded | null> {
+  const { seen, maxKept } = opts;
+  let cancel = seen !== undefined && !FINAL_STATUSES.has(seen);
   for (;;) {
     const job = await kv.get<JobRecord>(keys.job(id));
     if (!job.value) return null;
-    if (!FINAL_STATUSES.has(job.value.status)) {
-      const cancelled = await cancelJob(kv, id, now, retentionMs);
+    if (!FINAL_STATUSES.has(job.value.status)) cancel = true;
+    if (cancel) {
+      const cancelled = await cancelJob(kv, id, now, retentionMs, maxKept);
       if (cancelled === null) return null;
       if (cancelled !== "final") return { ended: "cancelled", job: cancelled };
-      continue; // it ended meanwhile: delete it
+      // It ended meanwhile: the job as it now is, nothing deleted.
+      const current = await getJob(kv, id);
+      return current ? { ended: "meanwhile", job: current } : null;
     }
     const record = job.value;
     const op = kv.atomic().check(job)
@@ -432,6 +471,7 @@ export async function discardJob(
     if (record.finishedAt !== null) {
       op.delete(keys.finished(record.finishedAt, id));
     }
+    forgetKept(op, record, retentionMs);
     addDataBytes(op, -countedBytes(record));
     if ((await op.commit()).ok) return { ended: "deleted", job: record };
   }

@@ -6,6 +6,8 @@ import {
   createJob,
   discardJob,
   getJob,
+  InvalidCursor,
+  listAllJobs,
   listSessionJobs,
 } from "./jobs.ts";
 import { GET_MANY_MAX, keys } from "./keys.ts";
@@ -111,7 +113,7 @@ function racing(kv: Deno.Kv, before: () => Promise<unknown>): Deno.Kv {
   });
 }
 
-Deno.test("discardJob racing the model's end: the cancel loses, and the ended job is deleted with its bytes", async () => {
+Deno.test("discardJob racing the model's end: the cancel loses, and the ended job is answered as it is, not deleted", async () => {
   using kv = await Deno.openKv(":memory:");
   const job = queuedJob(1000);
   assert.equal((await createJob(kv, job, 10)).ok, true);
@@ -125,15 +127,39 @@ Deno.test("discardJob racing the model's end: the cancel loses, and the ended jo
       result: { error: { code: "model_failed", message: "no" } },
     }));
   const result = await discardJob(ended, job.id, 3000, HOUR);
-  assert.equal(result?.ended, "deleted");
-  assert.equal(result?.job.status, "failed", "what was deleted");
-  assert.equal(await getJob(kv, job.id), null);
-  assert.deepEqual(await listSessionJobs(kv, job.session), []);
-  assert.equal(await dataBytes(kv), 0);
+  assert.equal(result?.ended, "meanwhile");
+  assert.equal(result?.job.status, "failed", "the job as it now is");
+  assert.equal(result?.job.finishedAt, 2500);
+  assert.equal((await getJob(kv, job.id))?.status, "failed", "still there");
   assert.deepEqual(
-    await Array.fromAsync(kv.list({ prefix: keys.finishedAll() })),
-    [],
+    (await listSessionJobs(kv, job.session)).map((j) => j.id),
+    [job.id],
   );
+  assert.equal(await dataBytes(kv), job.image.bytes, "its image still kept");
+  // A DELETE that reads it ended deletes it.
+  assert.equal((await discardJob(kv, job.id, 4000, HOUR))?.ended, "deleted");
+  assert.equal(await getJob(kv, job.id), null);
+  assert.equal(await dataBytes(kv), 0);
+});
+
+Deno.test("discardJob: a job the request read as running, ended by the time it is discarded, is not deleted", async () => {
+  using kv = await Deno.openKv(":memory:");
+  const job = queuedJob(1000);
+  await createJob(kv, job, 10);
+  await claim(kv, "w", 2000);
+  await finishJob(kv, {
+    owner: "w",
+    jobId: job.id,
+    now: 2500,
+    retentionMs: HOUR,
+    result: { error: { code: "model_failed", message: "no" } },
+  });
+  const result = await discardJob(kv, job.id, 3000, HOUR, {
+    seen: "processing",
+  });
+  assert.equal(result?.ended, "meanwhile");
+  assert.equal(result?.job.status, "failed");
+  assert.equal((await getJob(kv, job.id))?.status, "failed");
 });
 
 Deno.test("discardJob: a running job is cancelled, and only an ended one deleted; a missing one is null", async () => {
@@ -184,4 +210,21 @@ Deno.test("createJob with retryOf: the commit checks the original, so a change b
     ok: false,
     reason: "not_retryable",
   });
+});
+
+Deno.test("listAllJobs: a cursor kv.list does not take is InvalidCursor, not a TypeError", async () => {
+  using kv = await Deno.openKv(":memory:");
+  await createJob(kv, queuedJob(1000), 10);
+  for (const cursor of ["AA", "%%"]) {
+    await assert.rejects(
+      () => listAllJobs(kv, { limit: 5, cursor }),
+      InvalidCursor,
+      cursor,
+    );
+  }
+  // A cursor from a page still works.
+  await createJob(kv, queuedJob(2000), 10);
+  const first = await listAllJobs(kv, { limit: 1 });
+  const next = await listAllJobs(kv, { limit: 1, cursor: first.cursor! });
+  assert.equal(next.jobs.length, 1);
 });

@@ -93,6 +93,16 @@ export const keys = {
   cogPrediction: (id: string) => ["cog_prediction", id] as const,
   /** The job whose prediction a Cog server (by URL) is running for us. */
   cogSlot: (url: string) => ["cog_slot", url] as const,
+  /**
+   * An ended job of one client address whose image is kept for a retry, for
+   * the cap on those per address (`_finalize.ts`); set and deleted in the
+   * commits that keep and give up the image.
+   */
+  keptImage: (client: string, id: string) =>
+    ["kept_image", client, id] as const,
+  keptImages: (client: string) => ["kept_image", client] as const,
+  /** Rewritten by every commit that adds or removes a `keptImage` of the address. */
+  keptImagesMark: (client: string) => ["kept_images", client] as const,
   /** Counters for /metrics (Deno.KvU64). */
   stat: (name: string) => ["stats", name] as const,
 };

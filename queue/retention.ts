@@ -12,6 +12,7 @@ import {
   keepsImage,
   signedBytes,
 } from "./data_bytes.ts";
+import { forgetKept } from "./_finalize.ts";
 import type { JobRecord } from "./jobs.ts";
 import { GET_MANY_MAX, keys } from "./keys.ts";
 
@@ -32,7 +33,10 @@ export async function sweepExpired(
     const job = await kv.get<JobRecord>(keys.job(id));
     const op = kv.atomic().check(job).delete(entry.key).delete(keys.job(id))
       .delete(keys.progress(id)).delete(keys.retried(id));
-    if (job.value) op.delete(keys.sessionJob(job.value.session, id));
+    if (job.value) {
+      op.delete(keys.sessionJob(job.value.session, id));
+      forgetKept(op, job.value, retentionMs);
+    }
     // The count drops in the commit; the files go just after (a crash
     // between leaves files no job counts, for the orphan sweep).
     addDataBytes(op, -countedBytes(job.value));

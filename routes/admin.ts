@@ -12,11 +12,17 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { Hono } from "hono";
 import { getPause, pauseIntake, resumeIntake } from "../queue/intake.ts";
-import { getJob, listAllJobs } from "../queue/jobs.ts";
+import { getJob, InvalidCursor, listAllJobs } from "../queue/jobs.ts";
 import { cancelJob } from "../queue/jobs.ts";
 import { listSlots, totalUtilisation } from "../queue/slots.ts";
 import type { AppDeps } from "./deps.ts";
-import { ApiError, notCancellable, notFound, unauthorized } from "./errors.ts";
+import {
+  ApiError,
+  badRequest,
+  notCancellable,
+  notFound,
+  unauthorized,
+} from "./errors.ts";
 import { sign, verify } from "./session.ts";
 import { adminJobsQuery, jobIdParam } from "./_validate.ts";
 import { viewJobs } from "./_views.ts";
@@ -84,7 +90,14 @@ export function adminRoutes(deps: AdminDeps) {
     .use("*", adminAuth(deps), noStore)
     .get("/jobs", adminJobsQuery, async (c) => {
       const { status, limit, cursor } = c.req.valid("query");
-      const page = await listAllJobs(kv, { status, limit, cursor });
+      const page = await listAllJobs(kv, { status, limit, cursor }).catch(
+        (e) => {
+          if (e instanceof InvalidCursor) {
+            throw badRequest("cursor: pass one a page returned.");
+          }
+          throw e;
+        },
+      );
       return c.json({
         jobs: await adminJobs(deps, page.jobs),
         cursor: page.cursor,
@@ -94,7 +107,13 @@ export function adminRoutes(deps: AdminDeps) {
       const { id } = c.req.valid("param");
       // The visitor's cancel path, for any session's job; an ended job is
       // left alone (deleting is its owner's choice).
-      const result = await cancelJob(kv, id, clock.now(), config.retentionMs);
+      const result = await cancelJob(
+        kv,
+        id,
+        clock.now(),
+        config.retentionMs,
+        config.maxWaitingPerClient,
+      );
       if (result === null) throw notFound();
       if (result === "final") {
         throw notCancellable((await getJob(kv, id))?.status ?? "ended");

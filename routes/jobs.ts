@@ -71,15 +71,18 @@ export function jobRoutes(deps: AppDeps) {
         c.get("session"),
         c.req.valid("param").id,
       );
-      // Queued or running: cancel (200). Ended, or ending meanwhile: the
-      // job, its image and its video are deleted (204).
+      // Read queued or running: cancel (200), or, if it ended meanwhile,
+      // the job as it now is (200). Read ended: the job, its image and its
+      // video are deleted (204).
       const result = await discardJob(
         kv,
         job.id,
         clock.now(),
         config.retentionMs,
+        { seen: job.status, maxKept: config.maxWaitingPerClient },
       );
       if (result === null) throw notFound();
+      if (result.ended === "meanwhile") return c.json(await view(result.job));
       if (result.ended === "deleted") {
         await store.removeJob(job.id);
         deps.log.info("job.deleted", { job: job.id });

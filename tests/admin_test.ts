@@ -138,6 +138,8 @@ Deno.test("admin: every session's jobs, newest first, without video; filtered by
       "limit=201",
       "limit=x",
       "cursor=%00",
+      // Well formed, but no cursor kv.list would take.
+      "cursor=AA",
     ]
   ) {
     const res = await admin(op, `/api/admin/jobs?${bad}`);

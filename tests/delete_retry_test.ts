@@ -295,3 +295,38 @@ Deno.test("retry racing a DELETE of the original (after the copy, before the com
   );
   assert.deepEqual(images.map((e) => e.id), [running.id]);
 });
+
+Deno.test("kept images: past MAX_WAITING_PER_CLIENT of an address's cancelled jobs keeping their image, a cancel keeps none (409 not_retryable); deleting one frees a place", async () => {
+  await using app = await startApp({
+    MODEL_DURATION_MS: "60000",
+    MAX_WAITING_PER_CLIENT: "2",
+  });
+  const owner = app.client();
+  const running = await upload(owner);
+  await owner.events(running.id, (j) => j.status === "processing");
+  const bytes = running.image.bytes;
+  const cancelled: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const { id } = await upload(owner);
+    const res = await owner.json<ApiJobLike>(`/api/jobs/${id}`, {
+      method: "DELETE",
+    });
+    assert.deepEqual([res.status, res.body.status], [200, "cancelled"]);
+    cancelled.push(id);
+  }
+  // The running job's image and two kept ones; the third's bytes given back.
+  assert.equal(await dataBytes(app.service.kv), 3 * bytes);
+  const refused = await retry(owner, cancelled[2]);
+  assert.deepEqual([refused.status, refused.body.error.code], [
+    409,
+    "not_retryable",
+  ]);
+  assert.equal(await status(del(owner, cancelled[0])), 204);
+  const { id } = await upload(owner);
+  const res = await owner.json<ApiJobLike>(`/api/jobs/${id}`, {
+    method: "DELETE",
+  });
+  assert.equal(res.status, 200);
+  const again = await retry(owner, id);
+  assert.equal(again.status, 202, "kept again once a place was freed");
+});

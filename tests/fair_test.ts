@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { startApp } from "./_app.ts";
+import { FakeClock } from "./_fakes.ts";
 import { type ApiJobLike, Client, fixture, startServer } from "./_server.ts";
 
 const SLOW = { MODEL_DURATION_MS: "60000" };
@@ -208,4 +209,30 @@ Deno.test("real server: kill -9 in the middle of a fair line; after the restart 
     await server.stop("SIGKILL");
     await Deno.remove(dataDir, { recursive: true });
   }
+});
+
+Deno.test("in process: one session's uploads in the same millisecond (a standing fake clock) keep their upload order in the line and in its list", async () => {
+  // The fake clock stands still: every upload is made in the same millisecond.
+  await using app = await startApp(SLOW, { clock: new FakeClock() });
+  const x = app.client("198.51.100.1");
+  const running = await occupyModel(x);
+  const uploaded: ApiJobLike[] = [];
+  for (let i = 0; i < 8; i++) {
+    const res = await upload(x);
+    assert.equal(res.status, 202);
+    uploaded.push(res.body);
+  }
+  const ids = uploaded.map((j) => j.id);
+  const listed = (await x.json<{ jobs: ApiJobLike[] }>("/api/jobs")).body.jobs;
+  assert.deepEqual(
+    listed.map((j) => j.id),
+    [...ids].reverse().concat(running),
+    "listed newest first",
+  );
+  const waiting = listed.filter((j) => j.id !== running);
+  assert.deepEqual(
+    waiting.map((j) => j.position),
+    [8, 7, 6, 5, 4, 3, 2, 1],
+    "run in upload order",
+  );
 });

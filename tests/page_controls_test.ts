@@ -437,3 +437,30 @@ Deno.test({
     await page.click("button.undo");
   },
 });
+
+Deno.test({
+  ...OPTS,
+  name:
+    "page controls: a Cancel answered 204 (the job had ended and another DELETE removed it) takes its card away",
+  async fn() {
+    await using server = await startServer({ MODEL_DURATION_MS: "60000" });
+    await using browser = await launch();
+    const page = await browser.newPage();
+    await openPage(page, server.url);
+    await page.setInputFiles(
+      'input[name="image"]',
+      new URL("./fixtures/rgb.png", import.meta.url).pathname,
+    );
+    await cardCount(page, 1);
+    // The server's answer when the DELETE reads the job already ended.
+    await page.route(
+      "**/api/jobs/*",
+      (route) =>
+        route.request().method() === "DELETE"
+          ? route.fulfill({ status: 204 })
+          : route.continue(),
+    );
+    await page.click("li.job button.cancel");
+    await cardCount(page, 0);
+  },
+});

@@ -15,6 +15,7 @@
  * whose writer is dead: a restarted worker, or the next one to take the job,
  * stops the orphan before the job runs again.
  */
+import { SECRETS } from "../../config.ts";
 import { fallbackLogger, type Logger } from "../../log.ts";
 import type {
   ModelAdapter,
@@ -186,7 +187,11 @@ export class CommandAdapter implements ModelAdapter {
     try {
       child = new Deno.Command("sh", {
         args: ["-c", opts.command],
+        // The worker's environment without the service's secrets: the
+        // operator's program has no business with ADMIN_TOKEN.
+        clearEnv: true,
         env: {
+          ...programEnv(),
           ...opts.env,
           IMG2VID_INPUT: run.input,
           IMG2VID_OUTPUT: run.output,
@@ -444,3 +449,10 @@ const megabytes = (bytes: number) =>
   bytes < BYTES_PER_MB
     ? `${bytes} bytes`
     : `${Math.round(bytes / BYTES_PER_MB * 10) / 10} MB`;
+
+/** The worker's environment minus the variables `config.ts` keeps secret. */
+function programEnv(): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(Deno.env.toObject()).filter(([k]) => !SECRETS.has(k)),
+  );
+}

@@ -142,6 +142,21 @@ Deno.test("command model: its progress is heard, its video becomes the contract'
   assert.ok(facts.boxes.indexOf("moov") < facts.boxes.indexOf("mdat"));
 });
 
+Deno.test("command model: the program gets the worker's environment but not ADMIN_TOKEN", async () => {
+  const before = Deno.env.get("ADMIN_TOKEN");
+  Deno.env.set("ADMIN_TOKEN", "operator-token-0123456789");
+  Deno.env.set("FAKE_INHERITED", "inherited");
+  try {
+    await using m = await fakeModel("done");
+    assert.equal(await m.start(), "video");
+    assert.equal(await m.note("secrets"), "unset inherited");
+  } finally {
+    if (before === undefined) Deno.env.delete("ADMIN_TOKEN");
+    else Deno.env.set("ADMIN_TOKEN", before);
+    Deno.env.delete("FAKE_INHERITED");
+  }
+});
+
 Deno.test("command model: a non-zero exit fails with model_failed and the program's last words", async () => {
   await using m = await fakeModel("fail");
   await assert.rejects(
