@@ -63,6 +63,8 @@ const en = {
   err_insufficient_storage:
     "The server has no room for more pictures just now; try again in {t}.",
   err_busy: "The server is receiving many pictures; try again in {t}.",
+  err_paused:
+    "The service is not taking new pictures for a while (maintenance); try again in {t}.",
   err_upload_timeout:
     "The upload stalled and was stopped; check the connection and try again.",
   err_network: "The upload did not reach the server; check the connection.",
@@ -128,6 +130,7 @@ const zh: Record<Key, string> = {
   err_unavailable: "服务器正在重启，请在 {t} 后重试。",
   err_insufficient_storage: "服务器暂时没有空间存放更多图片，请在 {t} 后重试。",
   err_busy: "服务器正在接收很多图片，请在 {t} 后重试。",
+  err_paused: "服务暂停接收新图片（维护中），请在 {t} 后重试。",
   err_upload_timeout: "上传停滞，已被中止；请检查网络连接后重试。",
   err_network: "上传未能到达服务器，请检查网络连接。",
   err_other: "上传失败（HTTP {status}），请重试。",

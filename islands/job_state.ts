@@ -104,6 +104,7 @@ export function uploadError(
     case "unavailable":
     case "insufficient_storage":
     case "busy":
+    case "paused":
     case "upload_timeout":
       return t(lang, `err_${code}`, { t: wait, size });
   }

@@ -125,6 +125,27 @@ export class MemoryStore implements Store {
     return Promise.try(() => void this.#files.delete(key("image", id)));
   }
 
+  removeVideo(id: string): Promise<void> {
+    return Promise.try(() => {
+      for (const kind of ["video", "fragments", "cenc"] as const) {
+        this.#files.delete(key(kind, id));
+      }
+    });
+  }
+
+  copyImage(from: string, to: string): Promise<boolean> {
+    return Promise.try(() => {
+      const image = this.#files.get(key("image", from));
+      if (!image) return false;
+      // The bytes are never changed in place, so sharing them is a copy.
+      this.#files.set(key("image", to), {
+        bytes: image.bytes,
+        mtime: this.now(),
+      });
+      return true;
+    });
+  }
+
   removeJob(id: string): Promise<void> {
     return Promise.try(() => {
       for (const kind of ["video", "fragments", "cenc", "image"] as const) {

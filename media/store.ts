@@ -99,6 +99,14 @@ export interface Store {
   workspace(id: string): Promise<Workspace>;
   /** Removes a job's image (the model is done with it) if it is there. */
   removeImage(id: string): Promise<void>;
+  /** Removes every copy of a job's video that is there; the image stays. */
+  removeVideo(id: string): Promise<void>;
+  /**
+   * Stores a copy of job `from`'s image as job `to`'s (a retry), whole or not
+   * at all; false when `from` has no image. A copy, not a link: either job
+   * may be deleted without touching the other's.
+   */
+  copyImage(from: string, to: string): Promise<boolean>;
   /** Removes a job's image and every copy of its video that is there. */
   removeJob(id: string): Promise<void>;
   /** Everything stored, for the sweeps. */
@@ -203,10 +211,31 @@ export class DiskStore implements Store {
     await removeFile(this.#path(id, "image"));
   }
 
-  async removeJob(id: string): Promise<void> {
-    for (const kind of ["video", "fragments", "cenc", "image"] as const) {
+  async removeVideo(id: string): Promise<void> {
+    for (const kind of ["video", "fragments", "cenc"] as const) {
       await removeFile(this.#path(id, kind));
     }
+  }
+
+  async removeJob(id: string): Promise<void> {
+    await this.removeVideo(id);
+    await removeFile(this.#path(id, "image"));
+  }
+
+  async copyImage(from: string, to: string): Promise<boolean> {
+    const source = this.#path(from, "image");
+    const target = this.#path(to, "image");
+    // Under a temporary name first, so a crash never leaves half an image
+    // in place (the orphan sweep removes the temporary file).
+    const tmp = join(this.#tmp, `${crypto.randomUUID()}.upload`);
+    try {
+      await Deno.copyFile(source, tmp);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return false;
+      throw e;
+    }
+    await Deno.rename(tmp, target);
+    return true;
   }
 
   async *entries(): AsyncIterable<StoredEntry> {

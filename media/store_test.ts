@@ -112,6 +112,29 @@ for (const [name, make] of Object.entries(STORES)) {
     await t.store.removeJob(ID); // nothing left: no error
   });
 
+  test(`${name} store: copyImage makes an independent copy; removeVideo keeps the image`, async () => {
+    await using t = await make();
+    const copy = "01JOB00000000000000000000C";
+    assert.equal(await t.store.copyImage(ID, copy), false, "no image yet");
+    assert.equal(await t.store.open(copy, "image"), null);
+    await putImage(t.store, ID, bytes(100, 7));
+    assert.equal(await t.store.copyImage(ID, copy), true);
+    const ws = await t.store.workspace(ID);
+    for (const path of Object.values(ws.outputs)) {
+      await Deno.writeFile(path, bytes(50));
+    }
+    await ws.commit();
+    await t.store.removeVideo(ID);
+    for (const kind of ["video", "fragments", "cenc"] as const) {
+      assert.equal(await t.store.open(ID, kind), null);
+    }
+    assert.deepEqual(await readStored(t.store, ID, "image"), bytes(100, 7));
+    // Removing the original leaves the copy whole, and the other way round.
+    await t.store.removeJob(ID);
+    assert.deepEqual(await readStored(t.store, copy, "image"), bytes(100, 7));
+    assert.deepEqual(await listed(t.store), [["image", copy]]);
+  });
+
   test(`${name} store: a missing file opens as null; ids that could escape are refused`, async () => {
     await using t = await make();
     for (const kind of KINDS) assert.equal(await t.store.open(ID, kind), null);

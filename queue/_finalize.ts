@@ -9,7 +9,8 @@ import { keys } from "./keys.ts";
 
 /**
  * Adds the writes that end a job to `op`: final record, expiry, counters, and
- * the kept bytes (the image stops counting, a done job's video starts).
+ * the kept bytes (a done job's video counts instead of its image; a failed
+ * or cancelled job's image still counts).
  */
 export function finalize(
   op: Deno.AtomicOperation,
@@ -19,6 +20,9 @@ export function finalize(
   end: Pick<JobRecord, "status"> & Partial<Pick<JobRecord, "video" | "error">>,
 ): JobRecord {
   const final: JobRecord = { ...job, ...end, finishedAt: now };
+  // A failed or cancelled job keeps its image for a retry (until retention
+  // or a delete); a done one gives it up for its video.
+  if (end.status !== "done") final.imageKept = true;
   const expireIn = retentionMs;
   // expireIn is the backstop; the retention sweep deletes on time, files too.
   op.set(keys.job(job.id), final, { expireIn })

@@ -18,14 +18,24 @@ import { keys } from "./keys.ts";
 const U64 = 1n << 64n;
 
 /**
- * The bytes a job's record says are kept for it: its image while it waits or
- * runs (the worker removes it once the job ends), its video copies once done.
+ * Whether a job's image is kept: while it waits or runs, and after it failed
+ * or was cancelled (for a retry, until retention or a delete). A done job's
+ * image goes once its video is made. Records that ended before failed and
+ * cancelled jobs kept their image have no `imageKept` and no image.
+ */
+export function keepsImage(job: JobRecord | null): boolean {
+  if (!job) return false;
+  if (job.status === "queued" || job.status === "processing") return true;
+  return job.status !== "done" && job.imageKept === true;
+}
+
+/**
+ * The bytes a job's record says are kept for it: its image while
+ * {@link keepsImage}, its video copies once done.
  */
 export function countedBytes(job: JobRecord | null): number {
   if (!job) return 0;
-  if (job.status === "queued" || job.status === "processing") {
-    return job.image.bytes;
-  }
+  if (keepsImage(job)) return job.image.bytes;
   // Records from before every copy was counted know the MP4 alone.
   return job.status === "done" && job.video
     ? job.video.stored ?? job.video.bytes

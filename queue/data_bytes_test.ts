@@ -8,7 +8,7 @@ import type { Store } from "../media/store.ts";
 import { queuedJob } from "../tests/_fakes.ts";
 import { putImage, STORES } from "../tests/_stores.ts";
 import { addDataBytes, dataBytes } from "./data_bytes.ts";
-import { cancelJob, createJob, getJob } from "./jobs.ts";
+import { cancelJob, createJob, discardJob, getJob } from "./jobs.ts";
 import { keys } from "./keys.ts";
 import { claimNext, finishJob } from "./lease.ts";
 import { sweepExpired, sweepOrphans } from "./retention.ts";
@@ -39,8 +39,14 @@ async function upload(kv: Deno.Kv, store: Store, createdAt: number) {
   return job;
 }
 
-/** Runs a claimed job to `done` as the worker does, and removes its image. */
-async function finish(kv: Deno.Kv, store: Store, id: string, now: number) {
+/** Runs a claimed job to `done` as the worker does, and removes its image (when done). */
+async function finish(
+  kv: Deno.Kv,
+  store: Store,
+  id: string,
+  now: number,
+  removeImage = true,
+) {
   const ws = await store.workspace(id);
   for (const [kind, size] of Object.entries(COPIES)) {
     await Deno.writeFile(
@@ -57,7 +63,7 @@ async function finish(kv: Deno.Kv, store: Store, id: string, now: number) {
     retentionMs: HOUR,
     result: { video: { bytes, stored } },
   });
-  await store.removeImage(id);
+  if (removeImage) await store.removeImage(id);
   return ok;
 }
 
@@ -86,7 +92,7 @@ for (const [name, make] of Object.entries(STORES)) {
     assert.equal(await recounted(kv, t.store, 3000 + HOUR), 0);
   });
 
-  Deno.test(`data bytes (${name} store): a cancel or a failure gives the image's bytes back; a video made for a cancelled job never counts`, async () => {
+  Deno.test(`data bytes (${name} store): a cancelled or failed job keeps its image counted until deleted or expired; a video made for a cancelled job never counts`, async () => {
     using kv = await Deno.openKv(":memory:");
     await using t = await make();
     const waiting = await upload(kv, t.store, 1000);
@@ -95,24 +101,50 @@ for (const [name, make] of Object.entries(STORES)) {
 
     assert.equal((await claim(kv, 2000))?.id, running.id);
     await cancelJob(kv, waiting.id, 2000, HOUR);
-    await t.store.removeImage(waiting.id); // as DELETE does
-    assert.equal(await dataBytes(kv), IMAGE);
+    assert.equal(await dataBytes(kv), 2 * IMAGE, "kept for a retry");
+    assert.equal(await recounted(kv, t.store, 2000 + GRACE), 2 * IMAGE);
 
-    // Cancelled while its video was being stored: the worker removes it all.
+    // Cancelled while its video was being stored: the worker removes the
+    // video, and the image stays.
     await cancelJob(kv, running.id, 3000, HOUR);
-    assert.equal(await dataBytes(kv), 0);
-    assert.equal(await finish(kv, t.store, running.id, 3000), false);
-    await t.store.removeJob(running.id);
-    assert.equal(await dataBytes(kv), 0);
-    assert.equal(await recounted(kv, t.store, 3000), 0);
+    assert.equal(await finish(kv, t.store, running.id, 3000, false), false);
+    await t.store.removeVideo(running.id);
+    assert.equal(await dataBytes(kv), 2 * IMAGE);
+    assert.equal(await recounted(kv, t.store, 3000 + GRACE), 2 * IMAGE);
 
-    // A job failed after its worker died MAX_ATTEMPTS times.
+    // Deleted: the bytes go in the commit, the files just after.
+    assert.equal(
+      (await discardJob(kv, waiting.id, 4000, HOUR))?.ended,
+      "deleted",
+    );
+    await t.store.removeJob(waiting.id);
+    assert.equal(await dataBytes(kv), IMAGE);
+    assert.equal(await recounted(kv, t.store, 4000 + GRACE), IMAGE);
+
+    // A job failed after its worker died MAX_ATTEMPTS times keeps its image.
     const crashed = await upload(kv, t.store, 4000);
     let now = 5000;
     for (let i = 0; i < 4; i++, now += 5_001) await claim(kv, now);
     assert.equal((await getJob(kv, crashed.id))?.status, "failed");
+    assert.equal(await dataBytes(kv), 2 * IMAGE);
+    assert.equal(await recounted(kv, t.store, now + GRACE), 2 * IMAGE);
+
+    // Retention takes them, files and bytes.
+    assert.equal(await sweepExpired(kv, t.store, now + HOUR, HOUR), 2);
     assert.equal(await dataBytes(kv), 0);
-    assert.equal(await recounted(kv, t.store, now), 0);
+    assert.equal(await recounted(kv, t.store, now + HOUR), 0);
+  });
+
+  Deno.test(`data bytes (${name} store): a job that ended before images were kept (no imageKept) counts nothing and its image is swept`, async () => {
+    using kv = await Deno.openKv(":memory:");
+    await using t = await make();
+    const job = await upload(kv, t.store, 1000);
+    await cancelJob(kv, job.id, 2000, HOUR);
+    const { imageKept: _, ...old } = (await getJob(kv, job.id))!;
+    await kv.set(keys.job(job.id), old);
+    // The files carry wall-clock times: past the grace by the wall clock.
+    assert.equal(await recounted(kv, t.store, Date.now() + GRACE), 0);
+    assert.equal(await t.store.open(job.id, "image"), null);
   });
 
   Deno.test(`data bytes (${name} store): a job whose image would pass the cap is not created, and nothing changes`, async () => {

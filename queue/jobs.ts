@@ -25,7 +25,7 @@ import {
   writeClient,
 } from "./_line.ts";
 import { getAll } from "./_kv.ts";
-import { addDataBytes, signedBytes } from "./data_bytes.ts";
+import { addDataBytes, countedBytes, signedBytes } from "./data_bytes.ts";
 import { keys } from "./keys.ts";
 
 export { clientOf, migrateLegacyLine, UNKNOWN_CLIENT } from "./_line.ts";
@@ -57,6 +57,11 @@ export interface JobRecord {
   attempts: number;
   /** Its place in line when the model took it, to go back to if handed back. */
   place?: Place;
+  /**
+   * Ended `failed` or `cancelled` with its image kept for a retry (absent in
+   * records that ended before images were kept: theirs are gone).
+   */
+  imageKept?: boolean;
 }
 
 /** The caps an upload is checked against, in its own commit. */
@@ -78,7 +83,22 @@ export type CreateResult =
     /** Which cap: the session's own, or its address's. */
     scope: "session" | "client";
   }
-  | { ok: false; reason: "insufficient_storage"; dataBytes: number };
+  | { ok: false; reason: "insufficient_storage"; dataBytes: number }
+  /** A retry whose original job changed, went, or was retried meanwhile. */
+  | { ok: false; reason: "not_retryable" };
+
+/**
+ * A retry's original (`createJob`'s `retryOf`): the commit that creates the
+ * new job also checks that this record is unchanged and not yet retried,
+ * and marks it retried, so one job is retried at most once.
+ */
+export interface RetryOf {
+  id: string;
+  /** The original record's versionstamp as read. */
+  versionstamp: string;
+  /** When the mark goes (the original's own expiry), ms from now. */
+  expireIn: number;
+}
 
 /** How many jobs a session and a client address have waiting. */
 export interface WaitingCounts {
@@ -135,6 +155,7 @@ export function createJob(
   kv: Deno.Kv,
   job: JobRecord,
   limits: number | WaitingLimits,
+  retryOf?: RetryOf,
 ): Promise<CreateResult> {
   const caps = typeof limits === "number"
     ? {
@@ -144,7 +165,7 @@ export function createJob(
     }
     : limits;
   const run = (creating.get(kv) ?? Promise.resolve()).then(() =>
-    commitJob(kv, job, caps)
+    commitJob(kv, job, caps, retryOf)
   );
   creating.set(kv, run.catch(() => {}));
   return run;
@@ -154,9 +175,23 @@ async function commitJob(
   kv: Deno.Kv,
   job: JobRecord,
   caps: WaitingLimits,
+  retryOf?: RetryOf,
 ): Promise<CreateResult> {
   const client = clientOf(job);
   for (;;) {
+    const original = retryOf
+      ? await kv.getMany<[JobRecord, string]>([
+        keys.job(retryOf.id),
+        keys.retried(retryOf.id),
+      ])
+      : null;
+    if (
+      original &&
+      (original[0].versionstamp !== retryOf!.versionstamp ||
+        original[1].versionstamp !== null)
+    ) {
+      return { ok: false, reason: "not_retryable" };
+    }
     const [depth, lineEntry, mine, seq, served, log, data] = await kv.getMany<
       [number, ClientLine, number, number, number, number, Deno.KvU64]
     >([
@@ -183,6 +218,11 @@ async function commitJob(
       return { ok: false, reason: "insufficient_storage", dataBytes: kept };
     }
     const op = kv.atomic().check(depth, lineEntry, mine, seq, served, data);
+    if (original && retryOf) {
+      op.check(...original).set(keys.retried(retryOf.id), job.id, {
+        expireIn: Math.max(1, retryOf.expireIn),
+      });
+    }
     addDataBytes(op, job.image.bytes);
     let line = lineEntry.value;
     const before = line ? await listClient(kv, client) : [];
@@ -228,6 +268,23 @@ export async function finalEventId(
     ? entry.versionstamp
     : null;
 }
+
+/** A job's record with its versionstamp (for a commit checked against it). */
+export async function getJobEntry(
+  kv: Deno.Kv,
+  id: string,
+): Promise<Deno.KvEntryMaybe<JobRecord>> {
+  return await kv.get<JobRecord>(keys.job(id));
+}
+
+/**
+ * Whether a job can be tried again (API.md, `POST /api/jobs/{id}/retry`): it
+ * failed or was cancelled and its image is still kept. (Whether it was
+ * retried already is checked in the retry's own commit.)
+ */
+export const isRetryable = (job: JobRecord): boolean =>
+  (job.status === "failed" || job.status === "cancelled") &&
+  job.imageKept === true;
 
 export async function getJob(
   kv: Deno.Kv,
@@ -290,6 +347,50 @@ export async function cancelJob(
       status: "cancelled",
     });
     if ((await op.commit()).ok) return cancelled;
+  }
+}
+
+/** What {@link discardJob} did. */
+export type Discarded =
+  | { ended: "cancelled"; job: JobRecord }
+  | { ended: "deleted"; job: JobRecord };
+
+/**
+ * `DELETE` of a job (API.md): cancels it while it is queued or running, or
+ * deletes an ended one (`done`, `failed`, `cancelled`): its record, its
+ * places in the indexes, its retry mark and its kept bytes, in one commit
+ * checked against the record as read. The state at that commit decides: a
+ * job that ends while the cancel is tried is deleted instead, so the caller
+ * never finds it running afterwards. The files go after the commit
+ * (`Store.removeJob`); a crash between leaves files no job counts, for the
+ * orphan sweep. Null when there is no such job.
+ */
+export async function discardJob(
+  kv: Deno.Kv,
+  id: string,
+  now: number,
+  retentionMs: number,
+): Promise<Discarded | null> {
+  for (;;) {
+    const job = await kv.get<JobRecord>(keys.job(id));
+    if (!job.value) return null;
+    if (!FINAL_STATUSES.has(job.value.status)) {
+      const cancelled = await cancelJob(kv, id, now, retentionMs);
+      if (cancelled === null) return null;
+      if (cancelled !== "final") return { ended: "cancelled", job: cancelled };
+      continue; // it ended meanwhile: delete it
+    }
+    const record = job.value;
+    const op = kv.atomic().check(job)
+      .delete(keys.job(id))
+      .delete(keys.sessionJob(record.session, id))
+      .delete(keys.progress(id))
+      .delete(keys.retried(id));
+    if (record.finishedAt !== null) {
+      op.delete(keys.finished(record.finishedAt, id));
+    }
+    addDataBytes(op, -countedBytes(record));
+    if ((await op.commit()).ok) return { ended: "deleted", job: record };
   }
 }
 

@@ -13,8 +13,11 @@
 export const GET_MANY_MAX = 10;
 
 export const keys = {
-  /** The job record. */
+  /** The job record; ids sort by creation time, so the prefix lists every job by age. */
   job: (id: string) => ["jobs", id] as const,
+  jobAll: () => ["jobs"] as const,
+  /** A failed or cancelled job's retry: the new job's id (one retry per job). */
+  retried: (id: string) => ["retried", id] as const,
   /** Index of a session's jobs; ids sort by creation time. */
   sessionJob: (session: string, id: string) =>
     ["session_jobs", session, id] as const,
@@ -59,6 +62,8 @@ export const keys = {
   finished: (finishedAt: number, id: string) =>
     ["finished", finishedAt, id] as const,
   finishedAll: () => ["finished"] as const,
+  /** Set while an operator has paused intake (`intake.ts`). */
+  paused: () => ["meta", "paused"] as const,
   /** The HMAC key for session cookies and video URLs. */
   secret: () => ["meta", "secret"] as const,
   /**

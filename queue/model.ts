@@ -275,9 +275,9 @@ export async function runJob(
         video: clearKey ? { bytes, stored, clearKey } : { bytes, stored },
       },
     }));
-  // Cancelled meanwhile: the videos go, and the image with them (the worker
-  // removes it after any ending but a lost lease).
-  if (!kept) await store.removeJob(job.id);
+  // Cancelled meanwhile: the videos go; the image stays for a retry (or is
+  // gone already, with the job, if it was deleted).
+  if (!kept) await store.removeVideo(job.id);
   return kept ? "done" : "cancelled";
 }
 

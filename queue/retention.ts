@@ -6,8 +6,12 @@
  * bytes `DATA_MAX_BYTES` limits from the files themselves (`data_bytes.ts`).
  */
 import type { Store, StoredEntry } from "../media/store.ts";
-import { FINAL_STATUSES } from "../shared/api.ts";
-import { addDataBytes, countedBytes, signedBytes } from "./data_bytes.ts";
+import {
+  addDataBytes,
+  countedBytes,
+  keepsImage,
+  signedBytes,
+} from "./data_bytes.ts";
 import type { JobRecord } from "./jobs.ts";
 import { GET_MANY_MAX, keys } from "./keys.ts";
 
@@ -27,7 +31,7 @@ export async function sweepExpired(
     const id = entry.value;
     const job = await kv.get<JobRecord>(keys.job(id));
     const op = kv.atomic().check(job).delete(entry.key).delete(keys.job(id))
-      .delete(keys.progress(id));
+      .delete(keys.progress(id)).delete(keys.retried(id));
     if (job.value) op.delete(keys.sessionJob(job.value.session, id));
     // The count drops in the commit; the files go just after (a crash
     // between leaves files no job counts, for the orphan sweep).
@@ -53,8 +57,8 @@ export async function nextExpiry(
 }
 
 /**
- * Removes files that no live job needs: an image whose job is missing or
- * ended, a video whose job is not done, unfinished uploads and encodes. Only files older
+ * Removes files that no live job needs: an image whose job is missing, done,
+ * or ended before images were kept for retries, a video whose job is not done, unfinished uploads and encodes. Only files older
  * than `graceMs` are touched, so an upload or an encode in flight is safe.
  *
  * The files a live job needs are exactly those the count of kept bytes
@@ -78,7 +82,7 @@ export async function sweepOrphans(
     for (const [i, entry] of batch.entries()) {
       const job = jobs[i].value;
       const keep = entry.kind === "image"
-        ? job !== null && !FINAL_STATUSES.has(job.status)
+        ? keepsImage(job)
         : entry.kind === "video" && job?.status === "done";
       if (keep) kept += entry.size;
       else if (now - entry.mtime >= graceMs) {

@@ -198,8 +198,9 @@ export class ModelWorker {
       );
       // A model busy with someone else's work is asked again a little later.
       if (outcome === "busy") await this.#idle(this.deps.idleMs, bell);
-    } else if (outcome !== "lost") {
-      // Ended one way or another: the picture is no longer needed.
+    } else if (outcome === "done") {
+      // The video is made: the picture is no longer needed. A failed or
+      // cancelled job keeps it for a retry, until retention or a delete.
       await this.deps.store.removeImage(job.id);
     }
     this.deps.onRun?.(job.id, outcome);

@@ -73,6 +73,9 @@ const CODES = {
   upload_timeout: "no byte of the body for `UPLOAD_IDLE_SECONDS`",
   not_cancellable: "the job has already ended",
   not_playable: "the job has no video yet",
+  not_retryable:
+    "not a failed or cancelled job with its image kept, or tried again already",
+  unauthorized: "the operators' API without the right bearer token",
   too_large: "the body is over `MAX_UPLOAD_BYTES` (refused while streaming)",
   unsupported_type: "the bytes are not PNG, JPEG or WebP",
   invalid_image:
@@ -115,7 +118,7 @@ export const errorBody = (codes: readonly [ErrorCode, ...ErrorCode[]]) =>
  * internal` is added to every route.
  *
  * @example
- * errors({ 404: ["not_found"], 409: ["not_cancellable"] })
+ * errors({ 404: ["not_found"], 409: ["not_retryable"] })
  */
 export function errors(
   byStatus: Partial<Record<ErrorStatus, readonly [ErrorCode, ...ErrorCode[]]>>,

@@ -9,7 +9,14 @@ import { fileSource, ProbeError, probeImage } from "../media/probe.ts";
 import { SNIFF_BYTES, sniffType } from "../media/probe.ts";
 import { newJobId } from "../queue/ids.ts";
 import { dataBytes } from "../queue/data_bytes.ts";
-import { createJob, type JobRecord, waitingCounts } from "../queue/jobs.ts";
+import {
+  createJob,
+  type CreateResult,
+  type JobRecord,
+  type RetryOf,
+  waitingCounts,
+} from "../queue/jobs.ts";
+import { getPause } from "../queue/intake.ts";
 import { countRefusedBytes } from "../queue/stats.ts";
 import { takeSlots } from "../queue/rate.ts";
 import { nextExpiry } from "../queue/retention.ts";
@@ -19,6 +26,8 @@ import {
   ApiError,
   badRequest,
   insufficientStorage,
+  notRetryable,
+  paused,
   restarting,
   tooLarge,
   tooMany,
@@ -46,12 +55,13 @@ export async function acceptUpload(
   session: string,
   client: string,
 ): Promise<{ job: JobRecord; position: number }> {
-  const { kv, clock, config } = deps;
+  const { kv, config } = deps;
   // A body refused before it is read is left alone, not cancelled: Deno
   // discards what the client still sends without handing it to JavaScript,
   // and cancelling it kept more memory after a burst of refusals (measured
   // with 2,000 at once on a bare Deno.serve: +65 MB after instead of +31).
   if (deps.draining()) throw restarting();
+  if (await getPause(kv)) throw paused();
   const type = request.headers.get("content-type") ?? "";
   const multipart = /^multipart\/form-data/i.test(type);
   if (!multipart && !/^image\//i.test(type)) {
@@ -69,6 +79,24 @@ export async function acceptUpload(
   using _place = deps.inFlight.enter(client);
   // A raw body's length is the image's; a multipart one's is not a bound.
   await checkRoom(deps, multipart || !(length > 0) ? 0 : length);
+  await checkLine(deps, session, client);
+  const body = request.body;
+  if (!body) throw badRequest("The request has no body: send a picture.");
+  return await receiveJob(deps, body, type, multipart, session, client);
+}
+
+/**
+ * The refusals an upload and a retry share, in the upload's order after the
+ * disk: the waiting caps, the line, and last the session's and the
+ * address's uploads this minute, taken in one commit (queue/rate.ts), so a
+ * refusal before them counts nothing.
+ */
+async function checkLine(
+  deps: UploadDeps,
+  session: string,
+  client: string,
+): Promise<void> {
+  const { kv, clock, config } = deps;
   const counts = await waitingCounts(kv, client, session);
   if (counts.session >= config.maxWaitingPerSession) {
     throw await tooManyWaiting(deps, "session");
@@ -79,8 +107,6 @@ export async function acceptUpload(
   if ((await deps.queue.state(false)).depth >= config.maxQueue) {
     throw await queueFull(deps);
   }
-  // Last, as they count: the session's and the address's uploads this
-  // minute, in one commit (queue/rate.ts), so a refusal above counts nothing.
   const full = await takeSlots(kv, [
     { kind: "upload", who: session, perMinute: config.uploadsPerMinute },
     {
@@ -98,9 +124,66 @@ export async function acceptUpload(
       full.waitMs,
     );
   }
-  const body = request.body;
-  if (!body) throw badRequest("The request has no body: send a picture.");
-  return await receiveJob(deps, body, type, multipart, session, client);
+}
+
+/**
+ * A retry (API.md, `POST /api/jobs/{id}/retry`): a new job from `original`'s
+ * kept image, at the end of the line, through the same refusals as an
+ * upload (draining, paused, disk, waiting caps, line, rate). The image is
+ * copied (`Store.copyImage`), so deleting either job never touches the
+ * other's, and the copy counts in `DATA_MAX_BYTES` like an upload. The commit
+ * that queues it checks the original unchanged and not retried yet, so of
+ * two retries at once one gets the new job and the other 409.
+ */
+export async function acceptRetry(
+  deps: UploadDeps,
+  original: JobRecord,
+  retryOf: Omit<RetryOf, "expireIn">,
+  session: string,
+  client: string,
+): Promise<{ job: JobRecord; position: number }> {
+  const { kv, clock, store, config } = deps;
+  if (deps.draining()) throw restarting();
+  if (await getPause(kv)) throw paused();
+  await checkRoom(deps, original.image.bytes);
+  await checkLine(deps, session, client);
+  const now = clock.now();
+  const job: JobRecord = {
+    id: newJobId(now),
+    session,
+    client,
+    status: "queued",
+    createdAt: now,
+    startedAt: null,
+    finishedAt: null,
+    image: original.image,
+    video: null,
+    error: null,
+    attempts: 0,
+  };
+  if (!await store.copyImage(original.id, job.id)) {
+    throw notRetryable("This job's picture is no longer kept.");
+  }
+  let kept = false;
+  try {
+    const created = await createJob(kv, job, {
+      maxQueue: config.maxQueue,
+      maxWaitingPerSession: config.maxWaitingPerSession,
+      maxWaitingPerClient: config.maxWaitingPerClient,
+      maxDataBytes: config.dataMaxBytes,
+    }, {
+      ...retryOf,
+      expireIn: (original.finishedAt ?? now) + config.retentionMs - now,
+    });
+    if (!created.ok) {
+      throw await refusalOf(deps, created);
+    }
+    kept = true;
+    const line = await deps.queue.state();
+    return { job, position: line.positions.get(job.id) ?? line.depth };
+  } finally {
+    if (!kept) await store.removeImage(job.id);
+  }
 }
 
 /** The body into a file, probed, then the job committed. */
@@ -149,11 +232,7 @@ async function receiveJob(
         maxDataBytes: config.dataMaxBytes,
       });
       if (!created.ok) {
-        throw created.reason === "queue_full"
-          ? await queueFull(deps)
-          : created.reason === "insufficient_storage"
-          ? await storageFull(deps)
-          : await tooManyWaiting(deps, created.scope);
+        throw await refusalOf(deps, created);
       }
       kept = true;
       const line = await deps.queue.state();
@@ -167,6 +246,23 @@ async function receiveJob(
     throw e;
   } finally {
     if (!kept) await sink.incoming?.discard();
+  }
+}
+
+/** The error for a commit that refused to queue a job. */
+async function refusalOf(
+  deps: UploadDeps,
+  created: Exclude<CreateResult, { ok: true }>,
+): Promise<ApiError> {
+  switch (created.reason) {
+    case "queue_full":
+      return await queueFull(deps);
+    case "insufficient_storage":
+      return await storageFull(deps);
+    case "too_many_waiting":
+      return await tooManyWaiting(deps, created.scope);
+    case "not_retryable":
+      return notRetryable("This job was tried again already, or it changed.");
   }
 }
 

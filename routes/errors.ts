@@ -9,6 +9,7 @@ export class ApiError extends Error {
   constructor(
     readonly status:
       | 400
+      | 401
       | 403
       | 404
       | 408
@@ -104,4 +105,37 @@ export const insufficientStorage = (retryAfterMs: number) =>
     "insufficient_storage",
     "The server's storage for pictures and videos is full; try again later.",
     retryAfter(retryAfterMs),
+  );
+
+/** How long a client waits before trying again while intake is paused. */
+export const PAUSED_RETRY_SECONDS = 60;
+
+/** 503 `paused`: an operator stopped intake (API.md "Operators"); before the body. */
+export const paused = () =>
+  new ApiError(
+    503,
+    "paused",
+    "The service is not taking new pictures for a while (maintenance); try again later.",
+    { "Retry-After": String(PAUSED_RETRY_SECONDS) },
+  );
+
+/** 409 `not_retryable`: not a failed or cancelled job with its image kept, or tried again already. */
+export const notRetryable = (message: string) =>
+  new ApiError(409, "not_retryable", message);
+
+/** 409 `not_cancellable`: the job has already ended. */
+export const notCancellable = (status: string) =>
+  new ApiError(
+    409,
+    "not_cancellable",
+    `This job has already ended (${status}).`,
+  );
+
+/** 401 `unauthorized`: the operators' API without the right bearer token. */
+export const unauthorized = () =>
+  new ApiError(
+    401,
+    "unauthorized",
+    "This needs the operator's token: Authorization: Bearer <ADMIN_TOKEN>.",
+    { "WWW-Authenticate": 'Bearer realm="img2vid admin"' },
   );

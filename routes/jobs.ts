@@ -1,5 +1,5 @@
 /**
- * `/api/jobs` (API.md): upload, list, read, cancel. Every job belongs to the
+ * `/api/jobs` (API.md): upload, list, read, cancel or delete, retry. Every job belongs to the
  * session that made it; to any other session it does not exist (404).
  *
  * A browser's own form post (JavaScript off: `Accept: text/html`) ends on a
@@ -8,13 +8,18 @@
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { cancelJob, listSessionJobs } from "../queue/jobs.ts";
+import {
+  discardJob,
+  getJobEntry,
+  isRetryable,
+  listSessionJobs,
+} from "../queue/jobs.ts";
 import { ownedJob } from "./_access.ts";
 import type { AppDeps } from "./deps.ts";
-import { ApiError, notFound } from "./errors.ts";
+import { ApiError, notFound, notRetryable } from "./errors.ts";
 import { refusedPage } from "./pages.tsx";
 import type { SessionEnv } from "./session.ts";
-import { acceptUpload } from "./_upload.ts";
+import { acceptRetry, acceptUpload } from "./_upload.ts";
 import { describedOnly, errors, Job, JobIdParams, refuse } from "./_openapi.ts";
 import { viewJobs } from "./_views.ts";
 
@@ -129,19 +134,48 @@ const cancel = createRoute({
   method: "delete",
   path: "/{id}",
   tags: ["jobs"],
-  summary: "Cancel a queued or running job",
+  summary: "Cancel a queued or running job; delete an ended one",
   description:
-    "A running job stops within a second and the model takes the next one.",
+    "A running job stops within a second and the model takes the next one. " +
+    "A finished job (`done`, `failed`, `cancelled`) is deleted with its " +
+    "image and video: 204, and from then on 404 everywhere.",
   request: { params: JobIdParams },
   responses: {
     200: {
       description: "Cancelled.",
       content: { "application/json": { schema: Job } },
     },
+    204: { description: "Deleted with its image and video." },
     ...errors({
       403: ["forbidden_origin"],
       404: ["not_found"],
-      409: ["not_cancellable"],
+    }),
+  },
+});
+
+const retry = createRoute({
+  operationId: "retryJob",
+  method: "post",
+  path: "/{id}/retry",
+  tags: ["jobs"],
+  summary: "Try a failed or cancelled job again",
+  description:
+    "A new job made from the same image (kept until `RETENTION_HOURS`), at " +
+    "the end of the line, through the same refusals as an upload.",
+  request: { params: JobIdParams },
+  responses: {
+    202: {
+      description: "Queued: the new job.",
+      headers: z.object({ Location: z.string() }),
+      content: { "application/json": { schema: Job } },
+    },
+    ...errors({
+      403: ["forbidden_origin"],
+      404: ["not_found"],
+      409: ["not_retryable"],
+      429: ["queue_full", "rate_limited", "too_many_waiting"],
+      503: ["paused", "unavailable"],
+      507: ["insufficient_storage"],
     }),
   },
 });
@@ -193,22 +227,47 @@ export function jobRoutes(deps: AppDeps) {
         c.get("session"),
         c.req.valid("param").id,
       );
-      const result = await cancelJob(
+      // Queued or running: cancel (200). Ended, or ending meanwhile: the
+      // job, its image and its video are deleted (204).
+      const result = await discardJob(
         kv,
         job.id,
         clock.now(),
         config.retentionMs,
       );
       if (result === null) throw notFound();
-      if (result === "final") {
-        throw new ApiError(
-          409,
-          "not_cancellable",
-          `This job has already ended (${job.status}).`,
+      if (result.ended === "deleted") {
+        await store.removeJob(job.id);
+        return c.body(null, 204);
+      }
+      // A running job's worker stops within a tick; its image stays for a retry.
+      return c.json(await view(result.job), 200);
+    }, onlyJobIds)
+    .openapi(retry, async (c) => {
+      const session = c.get("session");
+      const { id } = c.req.valid("param");
+      const entry = await getJobEntry(kv, id);
+      const original = entry.value;
+      if (!original || original.session !== session) throw notFound();
+      if (!isRetryable(original)) {
+        throw notRetryable(
+          original.status === "failed" || original.status === "cancelled"
+            ? "This job's picture is no longer kept."
+            : `Only a failed or cancelled job can be tried again; this one is ${original.status}.`,
         );
       }
-      // A running job's encoder has its own copy; the worker stops within a tick.
-      await store.removeImage(job.id);
-      return c.json(await view(result), 200);
+      const { job, position } = await acceptRetry(
+        deps,
+        original,
+        { id, versionstamp: entry.versionstamp! },
+        session,
+        c.get("client"),
+      );
+      deps.ring();
+      return c.json(
+        await view(job, new Map([[job.id, position]])),
+        202,
+        { Location: `/api/jobs/${job.id}` },
+      );
     }, onlyJobIds);
 }

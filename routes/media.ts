@@ -7,7 +7,6 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppDeps } from "./deps.ts";
 import { fileRangeStream, parseRange } from "../media/range.ts";
 import { getJob } from "../queue/jobs.ts";
-import { openOrForbidden } from "./_access.ts";
 import { BoundedMap } from "../shared/bounded_map.ts";
 import { forbidden, notFound } from "./errors.ts";
 import { type SessionEnv, SIGNATURE, verify } from "./session.ts";
@@ -96,7 +95,9 @@ export function mediaRoutes(
       let video = videos.get(id);
       if (!video) {
         const job = await getJob(deps.kv, id);
-        if (job?.status !== "done" || !job.video) {
+        // Signed for this session, so it was its job: deleted is 404.
+        if (!job) throw notFound();
+        if (job.status !== "done" || !job.video) {
           throw forbidden("This video is not available.");
         }
         video = { session: job.session, bytes: job.video.bytes };
@@ -105,7 +106,13 @@ export function mediaRoutes(
       if (video.session !== session) {
         throw forbidden("This video is not available.");
       }
-      const file = await openOrForbidden(deps.store, id, "video");
+      const file = await deps.store.open(id, "video");
+      if (!file) {
+        videos.delete(id);
+        // Deleted since it was looked up (API.md: then 404 everywhere).
+        if (!await getJob(deps.kv, id)) throw notFound();
+        throw forbidden("This video is not available.");
+      }
       let handedOver = false;
       try {
         const size = video.bytes; // recorded when the video was put in place

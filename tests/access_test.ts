@@ -123,11 +123,15 @@ Deno.test("jobs and their video belong to the session that made them", async (t)
     },
   );
 
-  await t.step("a finished job cannot be cancelled: 409", async () => {
-    const res = await owner.fetch(`/api/jobs/${id}`, { method: "DELETE" });
-    assert.equal(res.status, 409);
-    assert.equal((await res.json()).error.code, "not_cancellable");
-  });
+  await t.step(
+    "another session cannot delete it: 404, and it stays",
+    async () => {
+      const res = await stranger.fetch(`/api/jobs/${id}`, { method: "DELETE" });
+      assert.equal(res.status, 404);
+      await res.body?.cancel();
+      assert.equal((await owner.fetch(`/api/jobs/${id}`)).status, 200);
+    },
+  );
 });
 
 Deno.test("cancel: a queued job leaves the line, a running one stops and the next starts", async () => {

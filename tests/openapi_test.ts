@@ -311,11 +311,16 @@ Deno.test("openapi: real answers of every operation, errors included, match the 
     "/api/jobs/{id}",
     await owner.fetch(`/api/jobs/${second.id}`, { method: "DELETE" }),
   );
+  await api.check(
+    "post",
+    "/api/jobs/{id}/retry",
+    await owner.fetch(`/api/jobs/${second.id}/retry`, { method: "POST" }),
+  );
   assert.equal((await runToEnd(owner, clock, job.id)).status, "done");
   await api.check(
-    "delete",
-    "/api/jobs/{id}",
-    await owner.fetch(`/api/jobs/${job.id}`, { method: "DELETE" }),
+    "post",
+    "/api/jobs/{id}/retry",
+    await owner.fetch(`/api/jobs/${job.id}/retry`, { method: "POST" }),
   );
 
   // Events: every event's data is a Job of the document.
@@ -395,6 +400,14 @@ Deno.test("openapi: real answers of every operation, errors included, match the 
 
   await api.check("get", "/jobs/{id}", await owner.fetch(`/jobs/${job.id}`));
   await api.check("get", "/jobs/{id}", await stranger.fetch(`/jobs/${job.id}`));
+
+  // An ended job is deleted, its video with it.
+  await api.check(
+    "delete",
+    "/api/jobs/{id}",
+    await owner.fetch(`/api/jobs/${job.id}`, { method: "DELETE" }),
+  );
+  await api.check("get", "/media/{id}", await owner.fetch(url));
 
   // Cog's webhook, for a prediction this service sent.
   const predicted = newJobId(clock.now());
