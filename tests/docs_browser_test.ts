@@ -66,6 +66,22 @@ Deno.test({
       ).waitFor(),
     );
 
+    // "Try it out" calls the service from the page.
+    const health = page.locator("#operations-operations-health");
+    await health.locator(".opblock-summary").click();
+    await health.locator(".try-out__btn").click();
+    await health.locator(".execute").click();
+    await orSay(
+      health.locator(".live-responses-table .response-col_status", {
+        hasText: "200",
+      }).waitFor(),
+    );
+    assert.match(
+      await health.locator(".live-responses-table .microlight").first()
+        .innerText(),
+      /"ok":\s*true/,
+    );
+
     assert.ok(
       requested.some((u) => u.endsWith("/openapi.json")),
       "the page read /openapi.json",
