@@ -7,6 +7,7 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { secureHeaders } from "hono/secure-headers";
+import { adminRoutes } from "./routes/admin.ts";
 import { assetRoutes, faviconRoutes } from "./routes/assets.ts";
 import type { AppDeps } from "./routes/deps.ts";
 import { clientOf } from "./routes/client_address.ts";
@@ -71,6 +72,9 @@ export function createApp(deps: AppDeps): Hono<SessionEnv> {
   // Cog servers have no session and are not browsers: the job's secret is
   // what admits them, so this comes before the session and origin checks.
   app.route("/api/webhooks", webhookRoutes(deps));
+  // Operators carry a bearer token, not a cookie: no session, no CSRF to
+  // guard against (routes/admin.ts); 404 everywhere without ADMIN_TOKEN.
+  app.route("/api/admin", adminRoutes(deps));
   app.use(session(deps.key, deps.config.trustProxy));
   app.use(sameOrigin(deps.config.trustProxy));
   app.route("/", pageRoutes(deps));

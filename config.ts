@@ -43,6 +43,8 @@ const schema = z.object({
   }),
   WEBHOOK_BASE_URL: z.url().optional(),
   MODEL_TIMEOUT_MS: int(1).default(600_000),
+  // A bearer token for the operators' API: long enough not to be guessed.
+  ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
 }).superRefine((e, ctx) => {
   if (e.MODEL === "command" && !e.MODEL_COMMAND) {
     ctx.addIssue({
@@ -115,7 +117,12 @@ export interface Config {
   webhookBaseUrl: string | null;
   /** A real model that runs longer fails the job with `model_timeout`. */
   modelTimeoutMs: number;
+  /** The operators' bearer token (API.md "Operators"); null: no admin routes (404). */
+  adminToken: string | null;
 }
+
+/** Variables whose values an error message never shows. */
+const SECRETS = new Set(["ADMIN_TOKEN"]);
 
 /** Thrown with a one-line message naming the offending variable. */
 export class ConfigError extends Error {
@@ -139,9 +146,9 @@ export function loadConfig(
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const name = String(issue.path[0]);
-    throw new ConfigError(
-      `invalid ${name}=${JSON.stringify(env[name])}: ${issue.message}`,
-    );
+    // A secret is never echoed into logs.
+    const shown = SECRETS.has(name) ? "(hidden)" : JSON.stringify(env[name]);
+    throw new ConfigError(`invalid ${name}=${shown}: ${issue.message}`);
   }
   const e = parsed.data;
   return {
@@ -173,5 +180,6 @@ export function loadConfig(
     modelInputs: e.MODEL_INPUTS,
     webhookBaseUrl: e.WEBHOOK_BASE_URL ?? null,
     modelTimeoutMs: e.MODEL_TIMEOUT_MS,
+    adminToken: e.ADMIN_TOKEN ?? null,
   };
 }

@@ -37,3 +37,19 @@ Deno.test("config: the models' variables, and a bad one named in one line", () =
   refused({ MODEL: "magic" }, "MODEL");
   refused({ WEBHOOK_BASE_URL: "not a url" }, "WEBHOOK_BASE_URL");
 });
+
+Deno.test("ADMIN_TOKEN: unset (or empty) is null; a token shorter than 16 characters stops the start", () => {
+  assert.equal(loadConfig({}).adminToken, null);
+  assert.equal(loadConfig({ ADMIN_TOKEN: "" }).adminToken, null);
+  assert.equal(
+    loadConfig({ ADMIN_TOKEN: "0123456789abcdef" }).adminToken,
+    "0123456789abcdef",
+  );
+  assert.throws(
+    () => loadConfig({ ADMIN_TOKEN: "short" }),
+    (e: Error) =>
+      e instanceof ConfigError &&
+      e.message.startsWith("invalid ADMIN_TOKEN=(hidden)") &&
+      !e.message.includes("short"),
+  );
+});

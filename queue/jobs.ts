@@ -312,6 +312,49 @@ export async function listSessionJobs(
   return entries.flatMap((e) => e.value ? [e.value] : []);
 }
 
+/** A page of every session's jobs (the operators' list). */
+export interface JobPage {
+  jobs: JobRecord[];
+  /** Where the next page starts; null once the end was reached. */
+  cursor: string | null;
+}
+
+/**
+ * How many records one page may read when a status filter skips most of
+ * them: a page stops there with a cursor, so a request costs at most this
+ * many reads and holds at most `limit` jobs, however many jobs are kept.
+ */
+export const ALL_JOBS_SCAN_MAX = 1000;
+
+/**
+ * Every session's jobs, newest first (job ids sort by creation time, so the
+ * job prefix read backwards is the order), `limit` at a time from `cursor`,
+ * only those with `status` when given.
+ */
+export async function listAllJobs(
+  kv: Deno.Kv,
+  opts: { status?: JobStatus; limit: number; cursor?: string },
+): Promise<JobPage> {
+  const jobs: JobRecord[] = [];
+  const iter = kv.list<JobRecord>({ prefix: keys.jobAll() }, {
+    reverse: true,
+    cursor: opts.cursor,
+    batchSize: Math.min(500, opts.status ? ALL_JOBS_SCAN_MAX : opts.limit + 1),
+  });
+  let scanned = 0;
+  for await (const entry of iter) {
+    if (!opts.status || entry.value.status === opts.status) {
+      jobs.push(entry.value);
+    }
+    if (jobs.length >= opts.limit || ++scanned >= ALL_JOBS_SCAN_MAX) {
+      // More may follow (the next page may also be empty): the cursor
+      // points just after this entry.
+      return { jobs, cursor: iter.cursor };
+    }
+  }
+  return { jobs, cursor: null };
+}
+
 /** The progress of each of `ids` (null where none is recorded). */
 export async function getProgress(
   kv: Deno.Kv,

@@ -1,6 +1,6 @@
 /**
  * Which model slots exist and what they do, read from KV so that every
- * process (a web process, `/metrics`, the operators' API to come) sees the
+ * process (a web process, `/metrics`, the operators' API) sees the
  * slots of every worker. A slot is live while a worker offers it: its
  * heartbeat (`["slot_alive", id]`, written with `expireIn`) or its lease is
  * there. `etaSeconds` divides the line by the live, healthy slots.
@@ -34,6 +34,8 @@ export interface SlotView {
   since: number;
   /** Busy time / wall time over the last {@link UTILISATION_WINDOW_MS} (0..1). */
   utilisation: number;
+  /** The wall time `utilisation` is over (ms): the window, or less for a young slot. */
+  wallMs: number;
 }
 
 /** The window `utilisation` looks back over. */
@@ -124,13 +126,14 @@ export async function listSlots(
     const b = beats.get(id);
     const spans = usage.get(id)?.spans ?? [];
     const kind = busy?.kind ?? b?.kind ?? "simulated";
-    const utilisation = utilisationOf(
+    const { busyMs, wallMs } = usageIn(
       spans,
       busy,
       b?.up ?? null,
       now,
       windowMs,
     );
+    const utilisation = wallMs > 0 ? Math.min(1, busyMs / wallMs) : 0;
     if (busy) {
       return {
         id,
@@ -139,6 +142,7 @@ export async function listSlots(
         jobId: busy.jobId,
         since: busy.startedAt,
         utilisation,
+        wallMs,
       };
     }
     const lastEnd = spans.at(-1)?.[1] ?? -Infinity;
@@ -152,6 +156,7 @@ export async function listSlots(
         b?.healthy === false ? -Infinity : lastEnd,
       ),
       utilisation,
+      wallMs,
     };
   });
 }
@@ -168,15 +173,41 @@ export function utilisationOf(
   now: number,
   windowMs: number,
 ): number {
+  const { busyMs, wallMs } = usageIn(spans, running, up, now, windowMs);
+  return wallMs > 0 ? Math.min(1, busyMs / wallMs) : 0;
+}
+
+/** The busy and the wall time behind {@link utilisationOf}. */
+function usageIn(
+  spans: readonly [number, number][],
+  running: Pick<Lease, "startedAt"> | null,
+  up: number | null,
+  now: number,
+  windowMs: number,
+): { busyMs: number; wallMs: number } {
   const all: [number, number][] = [...spans];
   if (running) all.push([running.startedAt, now]);
   const known = Math.min(up ?? Infinity, ...all.map(([s]) => s));
   const from = Math.max(now - windowMs, Number.isFinite(known) ? known : now);
-  const wall = now - from;
-  if (wall <= 0) return 0;
-  let busy = 0;
+  const wallMs = now - from;
+  if (wallMs <= 0) return { busyMs: 0, wallMs: 0 };
+  let busyMs = 0;
   for (const [s, e] of all) {
-    busy += Math.max(0, Math.min(e, now) - Math.max(s, from));
+    busyMs += Math.max(0, Math.min(e, now) - Math.max(s, from));
   }
-  return Math.min(1, busy / wall);
+  return { busyMs: Math.min(busyMs, wallMs), wallMs };
+}
+
+/**
+ * The utilisation of all the slots listed (the operators' API): their busy
+ * time over their wall time in the window, added up, so a slot that came up
+ * a minute ago weighs a minute. 0 when no slot is live.
+ */
+export function totalUtilisation(slots: readonly SlotView[]): number {
+  let busy = 0, wall = 0;
+  for (const s of slots) {
+    busy += s.utilisation * s.wallMs;
+    wall += s.wallMs;
+  }
+  return wall > 0 ? Math.min(1, busy / wall) : 0;
 }

@@ -19,7 +19,13 @@ import {
 } from "./lease.ts";
 import { ModelError, type SlotInfo } from "./models/adapter.ts";
 import type { RunOutcome } from "./model.ts";
-import { beat, listSlots, utilisationOf } from "./slots.ts";
+import {
+  beat,
+  listSlots,
+  type SlotView,
+  totalUtilisation,
+  utilisationOf,
+} from "./slots.ts";
 import { queuedEtaMs, QueueView, slotFreeTimes, toApiJob } from "./view.ts";
 import { ModelWorker } from "./worker.ts";
 
@@ -522,4 +528,47 @@ Deno.test("/metrics shows each slot: busy while it runs a job, healthy, and its 
   assert.equal(await metric("img2vid_slot_busy"), 0);
   const used = await metric("img2vid_slot_utilisation");
   assert.ok(used! > 0 && used! <= 1, `utilisation ${used}`);
+});
+
+Deno.test("totalUtilisation: the listed slots' busy time over their wall time, a young slot weighing its age", () => {
+  const slot = (utilisation: number, wallMs: number): SlotView => ({
+    id: "s",
+    kind: "simulated",
+    state: "idle",
+    jobId: null,
+    since: 0,
+    utilisation,
+    wallMs,
+  });
+  assert.equal(totalUtilisation([]), 0, "no live slot");
+  assert.equal(totalUtilisation([slot(1, 600_000), slot(0, 600_000)]), 0.5);
+  // Busy all its one minute, beside a slot idle for ten: 1/11, not 1/2.
+  assert.equal(totalUtilisation([slot(1, 60_000), slot(0, 600_000)]), 1 / 11);
+  assert.equal(totalUtilisation([slot(0.25, 0)]), 0, "no wall time yet");
+});
+
+Deno.test("listSlots: each slot's wall time is the window, or its age when younger", async () => {
+  using kv = await Deno.openKv(":memory:");
+  const now = 10 * 60_000 + 5_000;
+  await beat(kv, { id: "old", kind: "simulated" }, {
+    owner: "w",
+    healthy: true,
+    up: 0,
+    since: 0,
+    now,
+    ttlMs: 60_000,
+  });
+  await beat(kv, { id: "young", kind: "simulated" }, {
+    owner: "w",
+    healthy: true,
+    up: now - 30_000,
+    since: now - 30_000,
+    now,
+    ttlMs: 60_000,
+  });
+  const slots = await listSlots(kv, now, 60_000);
+  assert.deepEqual(slots.map((s) => [s.id, s.wallMs]), [
+    ["old", 60_000],
+    ["young", 30_000],
+  ]);
 });

@@ -45,6 +45,8 @@ const NOT_DOCUMENTED: Record<string, string> = {
   "GET /favicon.ico": "the site's icon, a static file",
   "ALL /api/webhooks/*":
     "404 for anything else under /api/webhooks, before the session check",
+  "ALL /api/admin/*":
+    "the operators' token check and no-store (middleware), not a route",
 };
 
 /** Hono's `/api/jobs/:id` as OpenAPI's `/api/jobs/{id}` (a `{regex}` dropped). */
@@ -238,7 +240,11 @@ Deno.test("openapi: /openapi.json is a valid OpenAPI 3.1 document with the contr
 
 Deno.test("openapi: real answers of every operation, errors included, match the document", async () => {
   const clock = new FakeClock(Date.now());
-  await using t = await startApp({ MODEL_DURATION_MS: "1000" }, { clock });
+  const token = "operator-secret-token-0123";
+  await using t = await startApp({
+    MODEL_DURATION_MS: "1000",
+    ADMIN_TOKEN: token,
+  }, { clock });
   const doc = await documentOf(t);
   const api = new Checker(doc);
   const owner = t.client();
@@ -400,6 +406,69 @@ Deno.test("openapi: real answers of every operation, errors included, match the 
 
   await api.check("get", "/jobs/{id}", await owner.fetch(`/jobs/${job.id}`));
   await api.check("get", "/jobs/{id}", await stranger.fetch(`/jobs/${job.id}`));
+
+  // The operators' API, with and without the token.
+  const bearer = { authorization: `Bearer ${token}` };
+  const queued = (await owner.json<{ jobs: { id: string; status: string }[] }>(
+    "/api/jobs",
+  )).body.jobs.find((j) => j.status === "queued")!; // the retry
+  await api.check(
+    "get",
+    "/api/admin/jobs",
+    await stranger.fetch("/api/admin/jobs?status=queued", { headers: bearer }),
+  );
+  await api.check(
+    "get",
+    "/api/admin/jobs",
+    await stranger.fetch("/api/admin/jobs?status=lost", { headers: bearer }),
+  );
+  await api.check(
+    "get",
+    "/api/admin/jobs",
+    await stranger.fetch("/api/admin/jobs"),
+  );
+  await api.check(
+    "get",
+    "/api/admin/slots",
+    await stranger.fetch("/api/admin/slots", { headers: bearer }),
+  );
+  // Cancel any job: 200 (the queued retry), 409 (ended), 404 (no such id).
+  for (const id of [queued.id, job.id, "nope"]) {
+    await api.check(
+      "delete",
+      "/api/admin/jobs/{id}",
+      await stranger.fetch(`/api/admin/jobs/${id}`, {
+        method: "DELETE",
+        headers: bearer,
+      }),
+    );
+  }
+  await api.check(
+    "get",
+    "/api/admin/pause",
+    await stranger.fetch("/api/admin/pause", { headers: bearer }),
+  );
+  await api.check(
+    "post",
+    "/api/admin/pause",
+    await stranger.fetch("/api/admin/pause", {
+      method: "POST",
+      headers: bearer,
+    }),
+  );
+  await api.check(
+    "post",
+    "/api/jobs",
+    await owner.fetch("/api/jobs", { method: "POST", body: form() }),
+  );
+  await api.check(
+    "post",
+    "/api/admin/resume",
+    await stranger.fetch("/api/admin/resume", {
+      method: "POST",
+      headers: bearer,
+    }),
+  );
 
   // An ended job is deleted, its video with it.
   await api.check(
