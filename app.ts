@@ -8,6 +8,7 @@ import type { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { secureHeaders } from "hono/secure-headers";
 import { adminRoutes } from "./routes/admin.ts";
+import { adminPageRoutes } from "./routes/admin_page.tsx";
 import { assetRoutes, faviconRoutes } from "./routes/assets.ts";
 import type { AppDeps } from "./routes/deps.ts";
 import { clientOf } from "./routes/client_address.ts";
@@ -75,6 +76,7 @@ export function createApp(deps: AppDeps): Hono<SessionEnv> {
   // Operators carry a bearer token, not a cookie: no session, no CSRF to
   // guard against (routes/admin.ts); 404 everywhere without ADMIN_TOKEN.
   app.route("/api/admin", adminRoutes(deps));
+  app.route("/", adminPageRoutes(deps));
   app.use(session(deps.key, deps.config.trustProxy));
   app.use(sameOrigin(deps.config.trustProxy));
   app.route("/", pageRoutes(deps));

@@ -4,11 +4,16 @@
  */
 import { h, hydrate } from "preact";
 import type { FunctionComponent } from "preact";
+import AdminPanel from "./AdminPanel.tsx";
 import JobList from "./JobList.tsx";
 import UploadForm from "./UploadForm.tsx";
 
 // deno-lint-ignore no-explicit-any
-const islands: Record<string, FunctionComponent<any>> = { JobList, UploadForm };
+const islands: Record<string, FunctionComponent<any>> = {
+  AdminPanel,
+  JobList,
+  UploadForm,
+};
 
 for (const el of document.querySelectorAll<HTMLElement>("[data-island]")) {
   const component = islands[el.dataset.island ?? ""];

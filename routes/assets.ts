@@ -18,6 +18,10 @@ const FILES: Record<string, Asset> = {
     url: new URL("../islands/app.css", import.meta.url),
     type: "text/css; charset=utf-8",
   },
+  "admin.css": {
+    url: new URL("../islands/admin.css", import.meta.url),
+    type: "text/css; charset=utf-8",
+  },
   "icon.svg": {
     url: new URL("../assets/icon.svg", import.meta.url),
     type: "image/svg+xml",

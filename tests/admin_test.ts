@@ -228,6 +228,19 @@ Deno.test("admin: pause refuses uploads and retries with 503 paused + Retry-Afte
     "paused",
   );
   assert.ok(Number(refused.headers.get("retry-after")) >= 1);
+  // A form post without JavaScript: the page, with the sentence in words.
+  const form = new FormData();
+  form.append(
+    "image",
+    new File([await fixture("rgb.png") as Uint8Array<ArrayBuffer>], "a.png"),
+  );
+  const page = await visitor.fetch("/api/jobs", {
+    method: "POST",
+    body: form,
+    headers: { accept: "text/html", "accept-language": "en" },
+  });
+  assert.equal(page.status, 503);
+  assert.match(await page.text(), /role="alert">[^<]*maintenance/);
   // The job queued before the pause still runs to the end.
   await visitor.events(waiting.id, (j) => j.status === "done");
 
@@ -294,4 +307,27 @@ Deno.test("admin: slots with state, job and since; utilisation within 0..1", asy
     body.utilisation > 0 && body.utilisation <= 1,
     `${body.utilisation}`,
   );
+});
+
+Deno.test("admin page: server-rendered token form in the visitor's language, no cookie set, no-store", async () => {
+  await using app = await startApp({ ADMIN_TOKEN: TOKEN });
+  const client = app.client();
+  const res = await client.fetch("/admin", {
+    headers: { "accept-language": "en" },
+  });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("set-cookie"), null);
+  assert.equal(res.headers.get("cache-control"), "no-store");
+  assert.match(
+    res.headers.get("content-security-policy")!,
+    /default-src 'self'/,
+  );
+  const html = await res.text();
+  assert.match(html, /<label for="admin-token">Operator token<\/label>/);
+  assert.match(html, /<input id="admin-token"[^>]*type="password"/);
+  assert.match(html, /data-island="AdminPanel"/);
+  assert.doesNotMatch(html, new RegExp(TOKEN));
+  const zh = await (await client.fetch("/admin?lang=zh-CN")).text();
+  assert.match(zh, /<html lang="zh-CN">/);
+  assert.match(zh, /运维令牌/);
 });

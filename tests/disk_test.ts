@@ -98,7 +98,7 @@ async function assertRefusedEarly(client: Client) {
   return res;
 }
 
-Deno.test("DATA_MAX_BYTES: full, the next upload gets 507 before its body; a cancel makes room; one that would cross leaves nothing", async () => {
+Deno.test("DATA_MAX_BYTES: full, the next upload gets 507 before its body; a delete makes room; one that would cross leaves nothing", async () => {
   const { app, store } = await start();
   await using _ = app;
   const client = app.client();
@@ -109,17 +109,26 @@ Deno.test("DATA_MAX_BYTES: full, the next upload gets 507 before its body; a can
   await assertRefusedEarly(client);
   assert.deepEqual(await held(store), { image: 2, video: 0, partial: 0 });
 
+  // A cancel keeps the picture for a retry (still counted); deleting the
+  // cancelled job gives its bytes back.
   const cancel = await client.fetch(`/api/jobs/${b.id}`, { method: "DELETE" });
   assert.equal(cancel.status, 200);
   await cancel.body?.cancel();
+  assert.equal(await metric(app), CAP);
+  const gone = await client.fetch(`/api/jobs/${b.id}`, { method: "DELETE" });
+  assert.equal(gone.status, 204);
+  await gone.body?.cancel();
   assert.equal(await metric(app), IMAGE.length);
   const c = await post(client);
-  assert.equal(c.status, 202, "room again after the cancel");
+  assert.equal(c.status, 202, "room again after the delete");
   assert.equal(await metric(app), CAP);
 
   // Room for less than this picture: the pre-check cannot know its size
   // (a form's length is not the picture's), the commit can.
-  await (await client.fetch(`/api/jobs/${c.id}`, { method: "DELETE" })).text();
+  for (const _ of ["cancel", "delete"]) {
+    await (await client.fetch(`/api/jobs/${c.id}`, { method: "DELETE" }))
+      .text();
+  }
   const bigger = await fixture("deep16.png");
   assert.ok(IMAGE.length + bigger.length > CAP);
   const form = await client.upload(bigger);
