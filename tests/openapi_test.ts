@@ -409,6 +409,7 @@ Deno.test("openapi: real answers of every operation, errors included, match the 
 
   // The operators' API, with and without the token.
   const bearer = { authorization: `Bearer ${token}` };
+  await api.check("get", "/admin", await stranger.fetch("/admin?lang=zh"));
   const queued = (await owner.json<{ jobs: { id: string; status: string }[] }>(
     "/api/jobs",
   )).body.jobs.find((j) => j.status === "queued")!; // the retry
