@@ -28,13 +28,18 @@ export async function ownedJob(
   return job;
 }
 
-/** Opens a stored copy of a job's video, or 403 `forbidden` when it is not there (deleted, expired). */
+/**
+ * Opens a stored copy of a job's video, or fails: 404 `not_found` when the
+ * job itself is gone (deleted: API.md, then 404 everywhere), 403 `forbidden`
+ * when only the file is not there (expired, not made).
+ */
 export async function openOrForbidden(
-  store: Store,
+  deps: { store: Store; kv: Deno.Kv },
   id: string,
   kind: Exclude<FileKind, "image">,
 ): Promise<StoredFile> {
-  const file = await store.open(id, kind);
-  if (!file) throw forbidden("This video is not available.");
-  return file;
+  const file = await deps.store.open(id, kind);
+  if (file) return file;
+  if (!await getJob(deps.kv, id)) throw notFound();
+  throw forbidden("This video is not available.");
 }

@@ -7,6 +7,7 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppDeps } from "./deps.ts";
 import { fileRangeStream, parseRange } from "../media/range.ts";
 import { getJob } from "../queue/jobs.ts";
+import { openOrForbidden } from "./_access.ts";
 import { BoundedMap } from "../shared/bounded_map.ts";
 import { forbidden, notFound } from "./errors.ts";
 import { type SessionEnv, SIGNATURE, verify } from "./session.ts";
@@ -106,13 +107,11 @@ export function mediaRoutes(
       if (video.session !== session) {
         throw forbidden("This video is not available.");
       }
-      const file = await deps.store.open(id, "video");
-      if (!file) {
+      // Deleted since it was looked up: 404 (API.md: then 404 everywhere).
+      const file = await openOrForbidden(deps, id, "video").catch((e) => {
         videos.delete(id);
-        // Deleted since it was looked up (API.md: then 404 everywhere).
-        if (!await getJob(deps.kv, id)) throw notFound();
-        throw forbidden("This video is not available.");
-      }
+        throw e;
+      });
       let handedOver = false;
       try {
         const size = video.bytes; // recorded when the video was put in place

@@ -1,5 +1,6 @@
 /** `GET /healthz` and `GET /metrics` (Prometheus text format 0.0.4). */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { getPause } from "../queue/intake.ts";
 import type { AppDeps } from "./deps.ts";
 import { dataBytes } from "../queue/data_bytes.ts";
 import { listSlots } from "../queue/slots.ts";
@@ -117,6 +118,9 @@ export function opsRoutes(
         "# HELP img2vid_data_bytes Bytes of images and videos kept (DATA_MAX_BYTES limits it).",
         "# TYPE img2vid_data_bytes gauge",
         `img2vid_data_bytes ${await dataBytes(deps.kv)}`,
+        "# HELP img2vid_intake_paused 1 while an operator has paused uploads (POST /api/admin/pause).",
+        "# TYPE img2vid_intake_paused gauge",
+        `img2vid_intake_paused ${(await getPause(deps.kv)) ? 1 : 0}`,
         "# HELP img2vid_sse_clients Open event streams in this process.",
         "# TYPE img2vid_sse_clients gauge",
         `img2vid_sse_clients ${deps.hub.listeners}`,

@@ -156,7 +156,7 @@ export function playbackRoutes(
       const clearKey = wantsEme ? job.video?.clearKey : undefined;
       let codec = codecs.get(job.id);
       if (!codec) {
-        using file = await openOrForbidden(deps.store, job.id, "fragments");
+        using file = await openOrForbidden(deps, job.id, "fragments");
         const head = new Uint8Array(CODEC_HEAD_BYTES);
         const n = (await file.read(head)) ?? 0;
         codec = avcCodec(head.subarray(0, n)) ?? AVC_HIGH_CODEC;
@@ -215,7 +215,7 @@ export function playbackRoutes(
         // The key first: a key that fails to import leaves no file open.
         const key = await importKey(playback.key, "encrypt");
         const file = await openOrForbidden(
-          deps.store,
+          deps,
           id,
           playback.cenc ? "cenc" : "fragments",
         );

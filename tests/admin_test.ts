@@ -221,6 +221,8 @@ Deno.test("admin: pause refuses uploads and retries with 503 paused + Retry-Afte
   });
   assert.equal(twice.body.since, paused.body.since);
 
+  const metrics = await (await visitor.fetch("/metrics")).text();
+  assert.match(metrics, /^img2vid_intake_paused 1$/m);
   const refused = await visitor.upload(await fixture("rgb.png"));
   assert.equal(refused.status, 503);
   assert.equal(
@@ -250,6 +252,10 @@ Deno.test("admin: pause refuses uploads and retries with 503 paused + Retry-Afte
     { method: "POST" },
   );
   assert.deepEqual(resumed.body, { paused: false, since: null });
+  assert.match(
+    await (await visitor.fetch("/metrics")).text(),
+    /^img2vid_intake_paused 0$/m,
+  );
   assert.equal((await visitor.upload(await fixture("rgb.png"))).status, 202);
 });
 

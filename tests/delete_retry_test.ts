@@ -24,6 +24,9 @@ const filesOf = async (app: TestApp, id: string) => {
   return found.sort();
 };
 
+/** What the page's player sends for a segment (`fetch`, same origin). */
+const FETCH = { "sec-fetch-dest": "empty", "sec-fetch-site": "same-origin" };
+
 const upload = async (client: Client) => {
   const res = await client.upload(await fixture("rgb.png"));
   assert.equal(res.status, 202);
@@ -54,6 +57,13 @@ Deno.test("DELETE of a done job: 204, files and counted bytes gone, then 404 eve
   assert.ok((await filesOf(app, id)).length >= 2, "the video copies");
   assert.ok(await dataBytes(app.service.kv) > 0);
 
+  // A playback granted before the delete: its segment address dies with it.
+  const grant = await owner.json<{ segments: string[] }>(
+    `/api/jobs/${id}/playback`,
+    { method: "POST" },
+  );
+  assert.equal(grant.status, 201);
+
   const res = await del(owner, id);
   assert.equal(res.status, 204);
   assert.equal(await res.text(), "");
@@ -68,6 +78,7 @@ Deno.test("DELETE of a done job: 204, files and counted bytes gone, then 404 eve
       [`/api/jobs/${id}`, { method: "DELETE" }],
       [`/api/jobs/${id}/retry`, { method: "POST" }],
       [done.video!.url, {}],
+      [grant.body.segments[0], { headers: FETCH }],
     ] as const
   ) {
     const r = await owner.json<{ error: { code: string } }>(path, init);
