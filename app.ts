@@ -3,7 +3,8 @@
  * tests build it with `Deno.openKv(":memory:")`, a fake clock and a temp dir
  * and call `app.request(...)` in process.
  */
-import { Hono } from "hono";
+import { OpenAPIHono } from "@hono/zod-openapi";
+import type { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { secureHeaders } from "hono/secure-headers";
 import { adminRoutes } from "./routes/admin.ts";
@@ -13,6 +14,7 @@ import { assetRoutes, faviconRoutes } from "./routes/assets.ts";
 import type { AppDeps } from "./routes/deps.ts";
 import { clientOf } from "./routes/client_address.ts";
 import { ApiError } from "./routes/errors.ts";
+import { docsRoutes } from "./routes/docs.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { lineRoutes } from "./routes/line.ts";
@@ -24,8 +26,29 @@ import { playbackRoutes } from "./routes/playback.ts";
 import { session, type SessionEnv } from "./routes/session.ts";
 import { webhookRoutes } from "./routes/webhooks.ts";
 
+/** What `/openapi.json` says of itself; its paths come from the routes. */
+const DOCUMENT = {
+  openapi: "3.1.0",
+  info: {
+    title: "img2vid",
+    version: "1",
+    description:
+      "Upload a picture; a queued model makes a short read-only video of it. " +
+      "A visitor is a signed, HttpOnly session cookie set on first contact; " +
+      "jobs belong to it (404 for any other session). Every error is " +
+      '`{"error": {"code", "message"}}` with a human sentence.',
+  },
+  tags: [
+    { name: "jobs", description: "Upload, follow, cancel; the video." },
+    { name: "playback", description: "The page's read-only player." },
+    { name: "operations", description: "Health and metrics." },
+    { name: "models", description: "Callbacks from model servers." },
+    { name: "pages", description: "HTML for people." },
+  ],
+};
+
 export function createApp(deps: AppDeps): Hono<SessionEnv> {
-  const app = new Hono<SessionEnv>();
+  const app = new OpenAPIHono<SessionEnv>();
   app.use(accessLog(deps.log));
   app.use(secureHeaders({
     contentSecurityPolicy: {
@@ -47,6 +70,7 @@ export function createApp(deps: AppDeps): Hono<SessionEnv> {
   }));
   app.use(clientOf(deps.config.trustProxy));
   app.route("/", opsRoutes(deps));
+  app.route("/", docsRoutes(() => app.getOpenAPI31Document(DOCUMENT)));
   app.route("/assets", assetRoutes());
   app.route("/", faviconRoutes());
   // Cog servers have no session and are not browsers: the job's secret is

@@ -233,7 +233,7 @@ export async function startService(
 }
 
 /** The HMAC key, made once and kept in KV so sessions survive restarts. */
-async function loadKey(kv: Deno.Kv): Promise<CryptoKey> {
+export async function loadKey(kv: Deno.Kv): Promise<CryptoKey> {
   for (;;) {
     const entry = await kv.get<Uint8Array<ArrayBuffer>>(keys.secret());
     if (entry.value) return importSecret(entry.value);

@@ -54,3 +54,17 @@ if (import.meta.main) {
     Deno.exit(1);
   }
 }
+
+/**
+ * `/docs` (routes/docs.ts): Swagger UI's script and style, copied from the
+ * pinned `swagger-ui-dist` into `static/docs/` so the page is served from
+ * this origin (no CDN) and a compiled binary needs no `node_modules`.
+ */
+const swaggerUi = new URL(".", import.meta.resolve("swagger-ui-dist"));
+const docsDir = new URL("../static/docs/", import.meta.url);
+await Deno.mkdir(docsDir, { recursive: true });
+for (
+  const name of ["swagger-ui-bundle.js", "swagger-ui.css", "LICENSE", "NOTICE"]
+) {
+  await Deno.copyFile(new URL(name, swaggerUi), new URL(name, docsDir));
+}

@@ -9,8 +9,8 @@
  * cross-site page cannot make an operator's browser call these (no CSRF),
  * and operators' scripts need no session. `secureHeaders` still applies.
  */
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context, MiddlewareHandler } from "hono";
-import { Hono } from "hono";
 import { getPause, pauseIntake, resumeIntake } from "../queue/intake.ts";
 import { getJob, InvalidCursor, listAllJobs } from "../queue/jobs.ts";
 import { cancelJob } from "../queue/jobs.ts";
@@ -24,7 +24,7 @@ import {
   unauthorized,
 } from "./errors.ts";
 import { sign, verify } from "./session.ts";
-import { adminJobsQuery, jobIdParam } from "./_validate.ts";
+import { errors, Job, JobIdParams, refuse } from "./_openapi.ts";
 import { viewJobs } from "./_views.ts";
 
 type AdminDeps = Pick<
@@ -80,15 +80,157 @@ async function adminJobs(
   return views.map(({ video: _, ...job }) => job);
 }
 
+/** The job statuses, for filters. */
+const jobStatus = Job.shape.status;
+
+/** The most jobs one page of the operators' list holds. */
+export const ADMIN_JOBS_MAX = 200;
+
+/**
+ * `GET /api/admin/jobs?status=&limit=&cursor=`: a status filter, a page size
+ * (50 by default, at most {@link ADMIN_JOBS_MAX}) and the previous page's
+ * cursor; anything else malformed: 400.
+ */
+export const adminJobsQuerySchema = z.object({
+  status: jobStatus.optional(),
+  limit: z.coerce.number().int().min(1).max(ADMIN_JOBS_MAX).default(50),
+  cursor: z.string().regex(/^[A-Za-z0-9_=+/-]{1,1024}$/).optional()
+    .describe("The `cursor` of the previous page."),
+});
+
+const badQuery = () =>
+  badRequest(
+    `Query: status one of ${
+      jobStatus.options.join(", ")
+    }; limit 1-${ADMIN_JOBS_MAX}; cursor as a page returned it.`,
+  );
+
+/** A Job as operators see it: no `video` (no address of anyone's video). */
+const AdminJob = Job.omit({ video: true }).openapi("AdminJob");
+
+const Pause = z.object({
+  paused: z.boolean(),
+  since: z.iso.datetime().nullable(),
+}).openapi("Pause");
+
+/** What every admin route may answer besides its own. */
+const adminErrors = {
+  401: ["unauthorized"],
+  404: ["not_found"],
+} as const;
+
+const admin = {
+  tags: ["operators"],
+  security: [{ adminToken: [] }],
+  description:
+    "`Authorization: Bearer <ADMIN_TOKEN>`; 401 without it, 404 when " +
+    "`ADMIN_TOKEN` is unset.",
+};
+
+const listJobs = createRoute({
+  ...admin,
+  operationId: "adminListJobs",
+  method: "get",
+  path: "/jobs",
+  summary: "Every session's jobs, newest first, in pages",
+  request: { query: adminJobsQuerySchema },
+  responses: {
+    200: {
+      description: "One page; `cursor` is null on the last.",
+      content: {
+        "application/json": {
+          schema: z.object({
+            jobs: z.array(AdminJob),
+            cursor: z.string().nullable(),
+          }),
+        },
+      },
+    },
+    ...errors({ 400: ["bad_request"], ...adminErrors }),
+  },
+});
+
+const cancelAny = createRoute({
+  ...admin,
+  operationId: "adminCancelJob",
+  method: "delete",
+  path: "/jobs/{id}",
+  summary: "Cancel any queued or running job",
+  request: { params: JobIdParams },
+  responses: {
+    200: {
+      description: "Cancelled.",
+      content: { "application/json": { schema: AdminJob } },
+    },
+    ...errors({ ...adminErrors, 409: ["not_cancellable"] }),
+  },
+});
+
+const slots = createRoute({
+  ...admin,
+  operationId: "adminSlots",
+  method: "get",
+  path: "/slots",
+  summary: "The model slots and their utilisation",
+  responses: {
+    200: {
+      description: "Live slots.",
+      content: {
+        "application/json": {
+          schema: z.object({
+            slots: z.array(z.object({
+              id: z.string(),
+              kind: z.enum(["simulated", "command", "cog"]),
+              state: z.enum(["idle", "busy", "unhealthy"]),
+              jobId: z.string().nullable(),
+              since: z.iso.datetime(),
+              utilisation: z.number().min(0).max(1),
+            })),
+            utilisation: z.number().min(0).max(1),
+          }),
+        },
+      },
+    },
+    ...errors(adminErrors),
+  },
+});
+
+const pauseRoute = (
+  method: "get" | "post",
+  path: "/pause" | "/resume",
+  operationId: string,
+  summary: string,
+) =>
+  createRoute({
+    ...admin,
+    operationId,
+    method,
+    path,
+    summary,
+    responses: {
+      200: {
+        description: "Whether intake is paused, and since when.",
+        content: { "application/json": { schema: Pause } },
+      },
+      ...errors(adminErrors),
+    },
+  });
+
 export function adminRoutes(deps: AdminDeps) {
   const { kv, clock, config } = deps;
   const noStore = async (c: Context, next: () => Promise<void>) => {
     await next();
     c.header("Cache-Control", "no-store");
   };
-  return new Hono()
-    .use("*", adminAuth(deps), noStore)
-    .get("/jobs", adminJobsQuery, async (c) => {
+  const app = new OpenAPIHono();
+  app.openAPIRegistry.registerComponent("securitySchemes", "adminToken", {
+    type: "http",
+    scheme: "bearer",
+    description: "`ADMIN_TOKEN`.",
+  });
+  app.use("*", adminAuth(deps), noStore);
+  return app
+    .openapi(listJobs, async (c) => {
       const { status, limit, cursor } = c.req.valid("query");
       const page = await listAllJobs(kv, { status, limit, cursor }).catch(
         (e) => {
@@ -101,9 +243,9 @@ export function adminRoutes(deps: AdminDeps) {
       return c.json({
         jobs: await adminJobs(deps, page.jobs),
         cursor: page.cursor,
-      });
-    })
-    .delete("/jobs/:id", jobIdParam, async (c) => {
+      }, 200);
+    }, refuse({ query: badQuery }))
+    .openapi(cancelAny, async (c) => {
       const { id } = c.req.valid("param");
       // The visitor's cancel path, for any session's job; an ended job is
       // left alone (deleting is its owner's choice).
@@ -119,9 +261,9 @@ export function adminRoutes(deps: AdminDeps) {
         throw notCancellable((await getJob(kv, id))?.status ?? "ended");
       }
       deps.log.info("job.cancelled", { job: id, by: "admin" });
-      return c.json((await adminJobs(deps, [result]))[0]);
-    })
-    .get("/slots", async (c) => {
+      return c.json((await adminJobs(deps, [result]))[0], 200);
+    }, refuse({ param: notFound }))
+    .openapi(slots, async (c) => {
       const slots = await listSlots(kv, clock.now());
       return c.json({
         slots: slots.map((s) => ({
@@ -133,18 +275,37 @@ export function adminRoutes(deps: AdminDeps) {
           utilisation: s.utilisation,
         })),
         utilisation: totalUtilisation(slots),
-      });
+      }, 200);
     })
-    .get("/pause", async (c) => c.json(await pauseView(kv)))
-    .post("/pause", async (c) => {
-      await pauseIntake(kv, clock.now());
-      deps.log.info("intake.paused", {});
-      return c.json(await pauseView(kv));
-    })
-    .post("/resume", async (c) => {
-      await resumeIntake(kv);
-      deps.log.info("intake.resumed", {});
-      deps.ring();
-      return c.json(await pauseView(kv));
-    });
+    .openapi(
+      pauseRoute(
+        "get",
+        "/pause",
+        "adminPauseState",
+        "Whether intake is paused",
+      ),
+      async (c) => c.json(await pauseView(kv), 200),
+    )
+    .openapi(
+      pauseRoute(
+        "post",
+        "/pause",
+        "adminPause",
+        "Pause intake: uploads get 503 `paused`; queued jobs still run",
+      ),
+      async (c) => {
+        await pauseIntake(kv, clock.now());
+        deps.log.info("intake.paused", {});
+        return c.json(await pauseView(kv), 200);
+      },
+    )
+    .openapi(
+      pauseRoute("post", "/resume", "adminResume", "Resume intake"),
+      async (c) => {
+        await resumeIntake(kv);
+        deps.log.info("intake.resumed", {});
+        deps.ring();
+        return c.json(await pauseView(kv), 200);
+      },
+    );
 }

@@ -6,7 +6,7 @@
  * `ADMIN_TOKEN` it does not exist (404). It needs no session: mounted
  * before the session middleware, it sets no cookie.
  */
-import { Hono } from "hono";
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { getCookie } from "hono/cookie";
 import { renderToString } from "preact-render-to-string";
 import AdminPanel from "../islands/AdminPanel.tsx";
@@ -14,12 +14,36 @@ import { LANGS, t } from "../islands/i18n.ts";
 import type { AppDeps } from "./deps.ts";
 import { nothingHere } from "./admin.ts";
 import { pickLang } from "./_lang.ts";
+import { errors } from "./_openapi.ts";
 
 /** The visitor page's language cookie (routes/pages.tsx), read, never set here. */
 const LANG_COOKIE = "img2vid_lang";
 
+const adminPage = createRoute({
+  operationId: "adminPage",
+  method: "get",
+  path: "/admin",
+  tags: ["pages"],
+  summary: "The operators' page (it asks for the token)",
+  request: {
+    query: z.object({
+      lang: z.string().optional().openapi({
+        enum: [...LANGS],
+        description: "The page's language.",
+      }),
+    }),
+  },
+  responses: {
+    200: {
+      description: "The page.",
+      content: { "text/html; charset=UTF-8": { schema: z.string() } },
+    },
+    ...errors({ 404: ["not_found"] }),
+  },
+});
+
 export function adminPageRoutes(deps: Pick<AppDeps, "config">) {
-  return new Hono().get("/admin", (c) => {
+  return new OpenAPIHono().openapi(adminPage, (c) => {
     if (!deps.config.adminToken) throw nothingHere();
     const lang = pickLang(
       c.req.query("lang") ?? getCookie(c, LANG_COOKIE),
@@ -70,6 +94,6 @@ export function adminPageRoutes(deps: Pick<AppDeps, "config">) {
     );
     c.header("Cache-Control", "no-store");
     c.header("Vary", "Accept-Language, Cookie");
-    return c.html(`<!doctype html>${html}`);
+    return c.html(`<!doctype html>${html}`, 200);
   });
 }

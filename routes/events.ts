@@ -8,14 +8,15 @@
  * rendered and encoded once and the same bytes go to every stream; one timer
  * sends the heartbeats of all idle streams.
  */
-import { Hono } from "hono";
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppDeps } from "./deps.ts";
 import type { JobSnapshot } from "../queue/hub.ts";
 import { finalEventId, type JobRecord } from "../queue/jobs.ts";
 import { type ApiJob, FINAL_STATUSES } from "../shared/api.ts";
 import { ownedJob } from "./_access.ts";
 import type { SessionEnv } from "./session.ts";
-import { jobIdParam } from "./_validate.ts";
+import { errors, JobIdParams, refuse } from "./_openapi.ts";
+import { notFound } from "./errors.ts";
 import { EventStream } from "./_sse.ts";
 import { StreamSlots } from "./_stream_slots.ts";
 import { viewSnapshot } from "./_views.ts";
@@ -33,6 +34,47 @@ interface Rendered {
   /** The whole event in the event-stream format (WHATWG HTML §9.2.6). */
   bytes: Uint8Array;
 }
+
+const events = createRoute({
+  operationId: "jobEvents",
+  method: "get",
+  path: "/{id}/events",
+  tags: ["jobs"],
+  summary: "The job's live state (Server-Sent Events)",
+  description:
+    "Each event is `event: job` with the Job JSON as `data` and an `id`: at " +
+    "once on connect, on every change of status or position, and at least " +
+    "twice a second while processing. The stream ends after a final state " +
+    "(`done`, `failed`, `cancelled`). A reconnect with `Last-Event-ID` gets " +
+    "the current state straight away, or 204 when that id is the final " +
+    "event's own.",
+  request: {
+    params: JobIdParams,
+    headers: z.object({
+      "last-event-id": z.string().optional().describe(
+        "The id of the last event received (an EventSource sends it).",
+      ),
+    }),
+  },
+  responses: {
+    200: {
+      description: "`text/event-stream` of `event: job`, each `data` a Job " +
+        "(`#/components/schemas/Job`).",
+      content: {
+        "text/event-stream": {
+          schema: z.string().describe(
+            "`event: job`, `id: …`, `data: <Job JSON>` per event (WHATWG HTML §9.2).",
+          ),
+        },
+      },
+    },
+    204: { description: "The final event was received already: nothing more." },
+    ...errors({
+      404: ["not_found"],
+      429: ["rate_limited"],
+    }),
+  },
+});
 
 export function eventRoutes(
   deps: Pick<
@@ -84,7 +126,7 @@ export function eventRoutes(
       }, HEARTBEAT_MS);
     });
 
-  return new Hono<SessionEnv>().get("/:id/events", jobIdParam, async (c) => {
+  return new OpenAPIHono<SessionEnv>().openapi(events, async (c) => {
     const { id } = c.req.valid("param");
     await ownedJob(deps.kv, c.get("session"), id);
     // A reconnect after the final event: nothing more will come (204 makes
@@ -140,5 +182,5 @@ export function eventRoutes(
       "Cache-Control": "no-cache",
       "X-Accel-Buffering": "no", // nginx: do not buffer the stream
     });
-  });
+  }, refuse({ param: notFound }));
 }

@@ -6,7 +6,8 @@
  * page, never on raw JSON: 303 to the job's page, or the page again with the
  * refusal's sentence.
  */
-import { type Context, Hono } from "hono";
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import {
   discardJob,
   getJobEntry,
@@ -19,12 +20,165 @@ import { ApiError, notFound, notRetryable } from "./errors.ts";
 import { refusedPage } from "./pages.tsx";
 import type { SessionEnv } from "./session.ts";
 import { acceptRetry, acceptUpload } from "./_upload.ts";
-import { jobIdParam } from "./_validate.ts";
+import { describedOnly, errors, Job, JobIdParams, refuse } from "./_openapi.ts";
 import { viewJobs } from "./_views.ts";
 
 /** A browser navigating (a form post), as opposed to a script's fetch or curl. */
 const wantsPage = (c: Context) =>
   /\btext\/html\b/.test(c.req.header("accept") ?? "");
+
+/** What `POST /api/jobs` reads; described only: the route streams it (routes/_upload.ts). */
+const UploadForm = z.object({
+  image: z.file().describe("The picture: PNG, JPEG or WebP."),
+});
+
+const onlyJobIds = refuse({ param: notFound });
+
+const upload = createRoute({
+  operationId: "uploadJob",
+  method: "post",
+  path: "/",
+  tags: ["jobs"],
+  summary: "Upload a picture; a job is queued",
+  description:
+    "The body is streamed to disk and refused as soon as it breaks a limit; " +
+    "nothing is queued and nothing is left on disk by a refused upload. " +
+    "A browser's own form post (`Accept: text/html`) gets a 303 to the " +
+    "job's page instead, or the page again with the refusal's sentence.",
+  request: {
+    body: {
+      required: true,
+      content: {
+        "multipart/form-data": {
+          schema: {
+            ...describedOnly(UploadForm),
+            properties: {
+              image: {
+                type: "string",
+                format: "binary",
+                contentMediaType: "application/octet-stream",
+                description: "The picture: PNG, JPEG or WebP.",
+              },
+            },
+          },
+        },
+        "image/*": {
+          schema: {
+            type: "string",
+            format: "binary",
+            description: "The picture itself as the raw body.",
+          },
+        },
+      },
+    },
+  },
+  responses: {
+    202: {
+      description: "Queued.",
+      headers: z.object({ Location: z.string() }),
+      content: { "application/json": { schema: Job } },
+    },
+    303: {
+      description: "A browser's form post: the job's page.",
+      headers: z.object({ Location: z.string() }),
+    },
+    ...errors({
+      400: ["bad_request"],
+      403: ["forbidden_origin"],
+      408: ["upload_timeout"],
+      413: ["too_large"],
+      415: ["unsupported_type"],
+      422: ["invalid_image"],
+      429: ["queue_full", "rate_limited", "too_many_waiting"],
+      503: ["busy", "paused", "unavailable"],
+      507: ["insufficient_storage"],
+    }),
+  },
+});
+
+const list = createRoute({
+  operationId: "listJobs",
+  method: "get",
+  path: "/",
+  tags: ["jobs"],
+  summary: "This session's jobs, newest first",
+  responses: {
+    200: {
+      description: "The jobs.",
+      content: {
+        "application/json": { schema: z.object({ jobs: z.array(Job) }) },
+      },
+    },
+    ...errors({}),
+  },
+});
+
+const read = createRoute({
+  operationId: "getJob",
+  method: "get",
+  path: "/{id}",
+  tags: ["jobs"],
+  summary: "One job",
+  request: { params: JobIdParams },
+  responses: {
+    200: {
+      description: "The job.",
+      content: { "application/json": { schema: Job } },
+    },
+    ...errors({ 404: ["not_found"] }),
+  },
+});
+
+const cancel = createRoute({
+  operationId: "cancelJob",
+  method: "delete",
+  path: "/{id}",
+  tags: ["jobs"],
+  summary: "Cancel a queued or running job; delete an ended one",
+  description:
+    "A running job stops within a second and the model takes the next one. " +
+    "A finished job (`done`, `failed`, `cancelled`) is deleted with its " +
+    "image and video: 204, and from then on 404 everywhere.",
+  request: { params: JobIdParams },
+  responses: {
+    200: {
+      description: "Cancelled.",
+      content: { "application/json": { schema: Job } },
+    },
+    204: { description: "Deleted with its image and video." },
+    ...errors({
+      403: ["forbidden_origin"],
+      404: ["not_found"],
+    }),
+  },
+});
+
+const retry = createRoute({
+  operationId: "retryJob",
+  method: "post",
+  path: "/{id}/retry",
+  tags: ["jobs"],
+  summary: "Try a failed or cancelled job again",
+  description:
+    "A new job made from the same image (kept until `RETENTION_HOURS`), at " +
+    "the end of the line, through the same refusals as an upload.",
+  request: { params: JobIdParams },
+  responses: {
+    202: {
+      description: "Queued: the new job.",
+      headers: z.object({ Location: z.string() }),
+      content: { "application/json": { schema: Job } },
+    },
+    ...errors({
+      403: ["forbidden_origin"],
+      404: ["not_found"],
+      409: ["not_retryable"],
+      429: ["queue_full", "rate_limited", "too_many_waiting"],
+      503: ["paused", "unavailable"],
+      507: ["insufficient_storage"],
+    }),
+  },
+});
 
 export function jobRoutes(deps: AppDeps) {
   const { kv, clock, store, config } = deps;
@@ -33,8 +187,8 @@ export function jobRoutes(deps: AppDeps) {
     known?: ReadonlyMap<string, number>,
   ) => (await viewJobs(deps, [job], known))[0];
 
-  return new Hono<SessionEnv>()
-    .post("/", async (c) => {
+  return new OpenAPIHono<SessionEnv>()
+    .openapi(upload, async (c) => {
       try {
         const { job, position } = await acceptUpload(
           deps,
@@ -57,15 +211,18 @@ export function jobRoutes(deps: AppDeps) {
         throw e;
       }
     })
-    .get("/", async (c) => {
+    .openapi(list, async (c) => {
       const jobs = await listSessionJobs(kv, c.get("session"));
-      return c.json({ jobs: await viewJobs(deps, jobs) });
+      return c.json({ jobs: await viewJobs(deps, jobs) }, 200);
     })
-    .get("/:id", jobIdParam, async (c) => {
+    .openapi(read, async (c) => {
       const { id } = c.req.valid("param");
-      return c.json(await view(await ownedJob(kv, c.get("session"), id)));
-    })
-    .delete("/:id", jobIdParam, async (c) => {
+      return c.json(
+        await view(await ownedJob(kv, c.get("session"), id)),
+        200,
+      );
+    }, onlyJobIds)
+    .openapi(cancel, async (c) => {
       const job = await ownedJob(
         kv,
         c.get("session"),
@@ -90,9 +247,9 @@ export function jobRoutes(deps: AppDeps) {
       }
       deps.log.info("job.cancelled", { job: job.id, was: job.status });
       // A running job's worker stops within a tick; its image stays for a retry.
-      return c.json(await view(result.job));
-    })
-    .post("/:id/retry", jobIdParam, async (c) => {
+      return c.json(await view(result.job), 200);
+    }, onlyJobIds)
+    .openapi(retry, async (c) => {
       const session = c.get("session");
       const { id } = c.req.valid("param");
       const entry = await getJobEntry(kv, id);
@@ -119,5 +276,5 @@ export function jobRoutes(deps: AppDeps) {
         202,
         { Location: `/api/jobs/${job.id}` },
       );
-    });
+    }, onlyJobIds);
 }

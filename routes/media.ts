@@ -3,20 +3,69 @@
  * signed for the job and its owner's session, never as a top-level page,
  * with byte ranges (RFC 9110 §14), `inline` and `no-store`.
  */
-import { Hono } from "hono";
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppDeps } from "./deps.ts";
 import { fileRangeStream, parseRange } from "../media/range.ts";
 import { getJob } from "../queue/jobs.ts";
 import { openOrForbidden } from "./_access.ts";
 import { BoundedMap } from "../shared/bounded_map.ts";
 import { forbidden, notFound } from "./errors.ts";
-import { type SessionEnv, verify } from "./session.ts";
-import { jobIdParam, videoQuery } from "./_validate.ts";
+import { type SessionEnv, SIGNATURE, verify } from "./session.ts";
+import { errors, JobIdParams, refuse } from "./_openapi.ts";
 import { videoClaim } from "./_views.ts";
 
 /** Checked signatures and done videos' owners remembered: a player asks for several ranges. */
 const SIGNATURES_KEPT = 1024;
 const VIDEOS_KEPT = 256;
+
+const videoHeaders = z.object({
+  "Content-Disposition": z.literal("inline"),
+  "Cache-Control": z.literal("no-store"),
+  "Accept-Ranges": z.literal("bytes"),
+});
+const mp4 = {
+  "video/mp4": { schema: z.string().openapi({ format: "binary" }) },
+};
+
+const video = createRoute({
+  operationId: "getVideo",
+  method: "get",
+  path: "/{id}",
+  tags: ["jobs"],
+  summary: "A done job's video, through its short-lived `video.url`",
+  description: "For the owner's session only, never as a top-level page " +
+    "(`Sec-Fetch-Dest: document`); byte ranges per RFC 9110 §14. A fresh " +
+    "`GET /api/jobs/{id}` hands out a fresh url.",
+  request: {
+    params: JobIdParams,
+    query: z.object({
+      exp: z.coerce.number().int().positive().describe(
+        "Expiry, epoch milliseconds.",
+      ),
+      sig: z.string().regex(SIGNATURE),
+    }),
+    headers: z.object({
+      range: z.string().optional().describe("`bytes=start-end` (one range)."),
+    }),
+  },
+  responses: {
+    200: {
+      description: "The whole video (H.264 yuv420p MP4, faststart).",
+      headers: videoHeaders,
+      content: mp4,
+    },
+    206: {
+      description: "The range asked for.",
+      headers: videoHeaders.extend({ "Content-Range": z.string() }),
+      content: mp4,
+    },
+    416: {
+      description: "The range is outside the video (no body).",
+      headers: z.object({ "Content-Range": z.string() }),
+    },
+    ...errors({ 403: ["forbidden"], 404: ["not_found"] }),
+  },
+});
 
 export function mediaRoutes(
   deps: Pick<AppDeps, "kv" | "clock" | "key" | "store">,
@@ -25,10 +74,8 @@ export function mediaRoutes(
   const videos = new BoundedMap<string, { session: string; bytes: number }>(
     VIDEOS_KEPT,
   );
-  return new Hono<SessionEnv>().get(
-    "/:id",
-    jobIdParam,
-    videoQuery,
+  return new OpenAPIHono<SessionEnv>().openapi(
+    video,
     async (c) => {
       if (c.req.header("sec-fetch-dest") === "document") {
         throw forbidden("This video plays on its page only.");
@@ -103,5 +150,9 @@ export function mediaRoutes(
         if (!handedOver) file.close();
       }
     },
+    refuse({
+      param: notFound,
+      query: () => forbidden("This video address is not valid."),
+    }),
   );
 }

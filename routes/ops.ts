@@ -1,6 +1,6 @@
 /** `GET /healthz` and `GET /metrics` (Prometheus text format 0.0.4). */
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { getPause } from "../queue/intake.ts";
-import { Hono } from "hono";
 import type { AppDeps } from "./deps.ts";
 import { dataBytes } from "../queue/data_bytes.ts";
 import { listSlots } from "../queue/slots.ts";
@@ -12,19 +12,62 @@ const label = (v: string) =>
     v.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("\n", "\\n")
   }"`;
 
+const health = createRoute({
+  operationId: "health",
+  method: "get",
+  path: "/healthz",
+  tags: ["operations"],
+  summary: "Whether the KV store answers",
+  responses: {
+    200: {
+      description: "The KV store answers.",
+      content: {
+        "application/json": { schema: z.object({ ok: z.literal(true) }) },
+      },
+    },
+    503: {
+      description: "The KV store does not answer.",
+      content: {
+        "application/json": { schema: z.object({ ok: z.literal(false) }) },
+      },
+    },
+  },
+});
+
+const metrics = createRoute({
+  operationId: "metrics",
+  method: "get",
+  path: "/metrics",
+  tags: ["operations"],
+  summary: "Prometheus metrics (text format 0.0.4)",
+  description:
+    "Queue depth, jobs by final state, model busy seconds, slots, refused " +
+    "upload bytes, kept bytes, event streams, resident memory.",
+  responses: {
+    200: {
+      description: "The metrics.",
+      content: {
+        "text/plain; version=0.0.4; charset=utf-8": {
+          schema: z.string(),
+        },
+      },
+    },
+  },
+});
+
 export function opsRoutes(
   deps: Pick<AppDeps, "kv" | "queue" | "hub" | "clock">,
 ) {
-  return new Hono()
-    .get("/healthz", async (c) => {
+  return new OpenAPIHono()
+    .openapi(health, async (c) => {
       try {
         await pingStore(deps.kv);
-        return c.json({ ok: true });
+        return c.json({ ok: true as const }, 200);
       } catch {
-        return c.json({ ok: false }, 503);
+        return c.json({ ok: false as const }, 503);
       }
     })
-    .get("/metrics", async (c) => {
+    .openapi(metrics, async (c) => {
       const stats = await readStats(deps.kv);
       const { depth, running } = await deps.queue.state(false);
       const slots = await listSlots(deps.kv, deps.clock.now());

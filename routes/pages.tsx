@@ -4,7 +4,8 @@
  * the islands then hydrate in place. The language comes from `?lang=`
  * (remembered in a cookie), else the cookie, else `Accept-Language`.
  */
-import { type Context, Hono } from "hono";
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { getCookie, setCookie } from "hono/cookie";
 import type { ComponentChildren, FunctionComponent } from "preact";
 import { renderToString } from "preact-render-to-string";
@@ -12,7 +13,6 @@ import type { AppDeps } from "./deps.ts";
 import { type Lang, LANGS, t } from "../islands/i18n.ts";
 import JobList from "../islands/JobList.tsx";
 import UploadForm from "../islands/UploadForm.tsx";
-import { JOB_ID_SOURCE } from "../queue/ids.ts";
 import { listSessionJobs } from "../queue/jobs.ts";
 import { findOwnedJob } from "./_access.ts";
 import type { ApiError } from "./errors.ts";
@@ -20,6 +20,7 @@ import { uploadError } from "../islands/job_state.ts";
 import type { SessionEnv } from "./session.ts";
 import { pickLang } from "./_lang.ts";
 import { viewJobs, viewLine } from "./_views.ts";
+import { errors, JobIdParams } from "./_openapi.ts";
 
 const LANG_COOKIE = "img2vid_lang";
 
@@ -185,13 +186,50 @@ export async function refusedPage(
   return (await renderPage(deps, c, { refusal }))!;
 }
 
+const pageQuery = z.object({
+  lang: z.string().optional().openapi({
+    enum: [...LANGS],
+    description: "The page's language, remembered in a cookie.",
+  }),
+});
+const html = {
+  "text/html; charset=UTF-8": { schema: z.string() },
+};
+
+const home = createRoute({
+  operationId: "homePage",
+  method: "get",
+  path: "/",
+  tags: ["pages"],
+  summary: "The page: upload a picture, see your jobs, watch your videos",
+  request: { query: pageQuery },
+  responses: {
+    200: { description: "The page.", content: html },
+    ...errors({}),
+  },
+});
+
+const jobPage = createRoute({
+  operationId: "jobPage",
+  method: "get",
+  path: "/jobs/{id}",
+  tags: ["pages"],
+  summary: "One job's own page",
+  request: { params: JobIdParams, query: pageQuery },
+  responses: {
+    200: { description: "The job's page.", content: html },
+    ...errors({ 404: ["not_found"] }),
+  },
+});
+
 export function pageRoutes(deps: PageDeps) {
-  return new Hono<SessionEnv>()
-    .get("/", async (c) => (await renderPage(deps, c))!)
-    .get(
-      `/jobs/:id{${JOB_ID_SOURCE}}`,
+  return new OpenAPIHono<SessionEnv>()
+    .openapi(home, async (c) => (await renderPage(deps, c))!)
+    .openapi(
+      jobPage,
       async (c) =>
-        (await renderPage(deps, c, { only: c.req.param("id") })) ??
+        (await renderPage(deps, c, { only: c.req.valid("param").id })) ??
           c.notFound(),
+      (result, c) => result.success ? undefined : c.notFound(),
     );
 }
