@@ -25,6 +25,7 @@ import { pageRoutes } from "./routes/pages.tsx";
 import { playbackRoutes } from "./routes/playback.ts";
 import { session, type SessionEnv } from "./routes/session.ts";
 import { webhookRoutes } from "./routes/webhooks.ts";
+import { refuse } from "./routes/_openapi.ts";
 
 /** What `/openapi.json` says of itself; its paths come from the routes. */
 const DOCUMENT = {
@@ -48,7 +49,7 @@ const DOCUMENT = {
 };
 
 export function createApp(deps: AppDeps): Hono<SessionEnv> {
-  const app = new OpenAPIHono<SessionEnv>();
+  const app = new OpenAPIHono<SessionEnv>({ defaultHook: refuse({}) });
   app.use(accessLog(deps.log));
   app.use(secureHeaders({
     contentSecurityPolicy: {

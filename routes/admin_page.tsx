@@ -27,7 +27,10 @@ const adminPage = createRoute({
   summary: "The operators' page (it asks for the token)",
   request: {
     query: z.object({
-      lang: z.string().optional().openapi({
+      lang: z.preprocess(
+        (v) => Array.isArray(v) ? v[0] : v,
+        z.string().optional(),
+      ).openapi({
         enum: [...LANGS],
         description: "The page's language.",
       }),

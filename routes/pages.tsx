@@ -187,10 +187,11 @@ export async function refusedPage(
 }
 
 const pageQuery = z.object({
-  lang: z.string().optional().openapi({
-    enum: [...LANGS],
-    description: "The page's language, remembered in a cookie.",
-  }),
+  lang: z.preprocess((v) => Array.isArray(v) ? v[0] : v, z.string().optional())
+    .openapi({
+      enum: [...LANGS],
+      description: "The page's language, remembered in a cookie.",
+    }),
 });
 const html = {
   "text/html; charset=UTF-8": { schema: z.string() },

@@ -240,3 +240,42 @@ Deno.test("GET /api/line: the whole line in numbers for the page's summary, the 
   assert.deepEqual(body, { waiting: 3, running: 1, slots: 1 });
   assert.deepEqual((await other.json("/api/line")).body, body);
 });
+
+Deno.test("a repeated ?lang= is the first one's page, never a validator's error", async () => {
+  await using app = await startApp({
+    MODEL_DURATION_MS: "60000",
+    ADMIN_TOKEN: "0123456789abcdefXYZ",
+  });
+  const browser = app.client();
+  for (const path of ["/?lang=zh-CN&lang=en", "/admin?lang=zh-CN&lang=fr"]) {
+    const res = await browser.fetch(path);
+    assert.equal(res.status, 200, path);
+    assert.match(await res.text(), /<html lang="zh-CN"/, path);
+  }
+  const job = await browser.json<ApiJobLike>("/api/jobs", {
+    method: "POST",
+    body: form(await fixture("rgb.png")),
+  });
+  const page = await browser.fetch(`/jobs/${job.body.id}?lang=en&lang=en`);
+  assert.equal(page.status, 200);
+  await page.body?.cancel();
+});
+
+Deno.test("HEAD of a job's event stream: headers only, no stream left open", async () => {
+  await using app = await startApp({ MODEL_DURATION_MS: "60000" });
+  const owner = app.client();
+  const job = await owner.json<ApiJobLike>("/api/jobs", {
+    method: "POST",
+    body: form(await fixture("rgb.png")),
+  });
+  for (let i = 0; i < 3; i++) {
+    const res = await owner.fetch(`/api/jobs/${job.body.id}/events`, {
+      method: "HEAD",
+    });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("content-type") ?? "", /text\/event-stream/);
+    await res.body?.cancel();
+  }
+  const metrics = await (await owner.fetch("/metrics")).text();
+  assert.match(metrics, /^img2vid_sse_clients 0$/m);
+});
