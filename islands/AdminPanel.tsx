@@ -8,7 +8,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { ApiJob } from "../shared/api.ts";
 import { type Key, type Lang, t } from "./i18n.ts";
-import { formatPercent } from "./job_state.ts";
+import { formatPercent, stateText } from "./job_state.ts";
 
 export interface AdminPanelProps {
   lang: Lang;
@@ -41,20 +41,6 @@ const STATE_KEY: Record<Slot["state"], Key> = {
   busy: "adminStateBusy",
   unhealthy: "adminStateUnhealthy",
 };
-
-/** A job's state in words, with its place when it waits. */
-function statusText(lang: Lang, job: Snapshot["jobs"][number]): string {
-  switch (job.status) {
-    case "queued":
-      return job.position === 1
-        ? t(lang, "next")
-        : t(lang, "inLine", { n: job.position ?? "?" });
-    case "processing":
-      return t(lang, "processing");
-    default:
-      return t(lang, job.status);
-  }
-}
 
 const time = (lang: Lang, iso: string | null) =>
   iso ? new Date(iso).toLocaleTimeString(lang) : "—";
@@ -275,7 +261,7 @@ export default function AdminPanel({ lang }: AdminPanelProps) {
                     data-job-id={j.id}
                   >
                     <td title={j.id}>{shortId(j.id)}</td>
-                    <td>{statusText(lang, j)}</td>
+                    <td>{stateText(lang, j)}</td>
                     <td>{formatPercent(j.progress)}</td>
                     <td>{time(lang, j.createdAt)}</td>
                     <td>

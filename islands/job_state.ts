@@ -140,7 +140,10 @@ export function formatDuration(lang: Lang, seconds: number): string {
 }
 
 /** The state in words, in `lang`. */
-export function stateText(lang: Lang, job: ApiJob): string {
+export function stateText(
+  lang: Lang,
+  job: Pick<ApiJob, "status" | "position">,
+): string {
   switch (job.status) {
     case "queued":
       return job.position === 1

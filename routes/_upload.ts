@@ -148,19 +148,7 @@ export async function acceptRetry(
   await checkRoom(deps, original.image.bytes);
   await checkLine(deps, session, client);
   const now = clock.now();
-  const job: JobRecord = {
-    id: newJobId(now),
-    session,
-    client,
-    status: "queued",
-    createdAt: now,
-    startedAt: null,
-    finishedAt: null,
-    image: original.image,
-    video: null,
-    error: null,
-    attempts: 0,
-  };
+  const job = queuedJob(now, session, client, original.image);
   if (!await store.copyImage(original.id, job.id)) {
     throw notRetryable("This job's picture is no longer kept.");
   }
@@ -186,6 +174,28 @@ export async function acceptRetry(
   }
 }
 
+/** A new job's record, waiting, made now for `session` from `image`. */
+function queuedJob(
+  now: number,
+  session: string,
+  client: string,
+  image: JobRecord["image"],
+): JobRecord {
+  return {
+    id: newJobId(now),
+    session,
+    client,
+    status: "queued",
+    createdAt: now,
+    startedAt: null,
+    finishedAt: null,
+    image,
+    video: null,
+    error: null,
+    attempts: 0,
+  };
+}
+
 /** The body into a file, probed, then the job committed. */
 async function receiveJob(
   deps: UploadDeps,
@@ -209,20 +219,10 @@ async function receiveJob(
     }
     const incoming = sink.incoming!; // finish() refused an empty image
     const info = await probeUpload(incoming);
-    const now = clock.now();
-    const job: JobRecord = {
-      id: newJobId(now),
-      session,
-      client,
-      status: "queued",
-      createdAt: now,
-      startedAt: null,
-      finishedAt: null,
-      image: { ...info, bytes: sink.bytes },
-      video: null,
-      error: null,
-      attempts: 0,
-    };
+    const job = queuedJob(clock.now(), session, client, {
+      ...info,
+      bytes: sink.bytes,
+    });
     await incoming.keep(job.id);
     try {
       const created = await createJob(kv, job, {

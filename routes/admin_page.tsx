@@ -14,6 +14,7 @@ import { LANGS, t } from "../islands/i18n.ts";
 import type { AppDeps } from "./deps.ts";
 import { nothingHere } from "./admin.ts";
 import { pickLang } from "./_lang.ts";
+import { LangNav } from "./pages.tsx";
 import { errors } from "./_openapi.ts";
 
 /** The visitor page's language cookie (routes/pages.tsx), read, never set here. */
@@ -71,18 +72,7 @@ export function adminPageRoutes(deps: Pick<AppDeps, "config">) {
           <main class="admin-page">
             <header class="top">
               <h1>{t(lang, "adminTitle")}</h1>
-              <nav aria-label={t(lang, "language")} class="langs">
-                {LANGS.map((l) => (
-                  <a
-                    href={`/admin?lang=${l}`}
-                    hreflang={l}
-                    lang={l}
-                    aria-current={l === lang ? "true" : undefined}
-                  >
-                    {l === "en" ? "English" : "中文"}
-                  </a>
-                ))}
-              </nav>
+              <LangNav lang={lang} path="/admin" />
             </header>
             <p>{t(lang, "adminIntro")}</p>
             <noscript>

@@ -39,6 +39,24 @@ function Island<P extends object>(
   );
 }
 
+/** Links to this page in each language, the current one marked. */
+export function LangNav({ lang, path }: { lang: Lang; path: string }) {
+  return (
+    <nav aria-label={t(lang, "language")} class="langs">
+      {LANGS.map((l) => (
+        <a
+          href={`${path}?lang=${l}`}
+          hreflang={l}
+          lang={l}
+          aria-current={l === lang ? "true" : undefined}
+        >
+          {l === "en" ? "English" : "中文"}
+        </a>
+      ))}
+    </nav>
+  );
+}
+
 function Page(
   { lang, path, children }: {
     lang: Lang;
@@ -67,18 +85,7 @@ function Page(
                 {t(lang, "title")}
               </a>
             </h1>
-            <nav aria-label={t(lang, "language")} class="langs">
-              {LANGS.map((l) => (
-                <a
-                  href={`${path}?lang=${l}`}
-                  hreflang={l}
-                  lang={l}
-                  aria-current={l === lang ? "true" : undefined}
-                >
-                  {l === "en" ? "English" : "中文"}
-                </a>
-              ))}
-            </nav>
+            <LangNav lang={lang} path={path} />
           </header>
           {children}
         </main>
