@@ -10,6 +10,7 @@ import { secureHeaders } from "hono/secure-headers";
 import { adminRoutes } from "./routes/admin.ts";
 import { adminPageRoutes } from "./routes/admin_page.tsx";
 import { accessLog } from "./routes/access_log.ts";
+import { headersOnly } from "./routes/head.ts";
 import { assetRoutes, faviconRoutes } from "./routes/assets.ts";
 import type { AppDeps } from "./routes/deps.ts";
 import { clientOf } from "./routes/client_address.ts";
@@ -51,6 +52,7 @@ const DOCUMENT = {
 export function createApp(deps: AppDeps): Hono<SessionEnv> {
   const app = new OpenAPIHono<SessionEnv>({ defaultHook: refuse({}) });
   app.use(accessLog(deps.log));
+  app.use(headersOnly());
   app.use(secureHeaders({
     contentSecurityPolicy: {
       defaultSrc: ["'self'"],

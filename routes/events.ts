@@ -135,15 +135,6 @@ export function eventRoutes(
     if (lastId && lastId === await finalEventId(deps.kv, id)) {
       return c.body(null, 204);
     }
-    // HEAD: the headers only. Hono runs GET's handler for a HEAD and drops
-    // the body without cancelling it, so a stream opened here would hold its
-    // slot and its listener for ever.
-    if (c.req.method === "HEAD") {
-      return c.body(null, 200, {
-        "Content-Type": "text/event-stream",
-        "Cache-Control": "no-cache",
-      });
-    }
     // Taken last, once nothing else can refuse; given back when the stream ends.
     const leave = await slots.enter(c.get("client"));
     let latest: JobSnapshot | null = null;
