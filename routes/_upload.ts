@@ -154,24 +154,40 @@ export async function acceptRetry(
   }
   let kept = false;
   try {
-    const created = await createJob(kv, job, {
-      maxQueue: config.maxQueue,
-      maxWaitingPerSession: config.maxWaitingPerSession,
-      maxWaitingPerClient: config.maxWaitingPerClient,
-      maxDataBytes: config.dataMaxBytes,
-    }, {
+    await commitJob(deps, job, {
       ...retryOf,
       expireIn: (original.finishedAt ?? now) + config.retentionMs - now,
     });
-    if (!created.ok) {
-      throw await refusalOf(deps, created);
-    }
     kept = true;
-    const line = await deps.queue.state();
-    return { job, position: line.positions.get(job.id) ?? line.depth };
+    return { job, position: await positionOf(deps, job.id) };
   } finally {
     if (!kept) await store.removeImage(job.id);
   }
+}
+
+/**
+ * Commits `job` to the line under the waiting caps, the line's length and
+ * `DATA_MAX_BYTES`; a refusal is thrown as the contract's error.
+ */
+async function commitJob(
+  deps: UploadDeps,
+  job: JobRecord,
+  retryOf?: RetryOf,
+): Promise<void> {
+  const { config } = deps;
+  const created = await createJob(deps.kv, job, {
+    maxQueue: config.maxQueue,
+    maxWaitingPerSession: config.maxWaitingPerSession,
+    maxWaitingPerClient: config.maxWaitingPerClient,
+    maxDataBytes: config.dataMaxBytes,
+  }, retryOf);
+  if (!created.ok) throw await refusalOf(deps, created);
+}
+
+/** A committed job's place in the line. */
+async function positionOf(deps: UploadDeps, id: string): Promise<number> {
+  const line = await deps.queue.state();
+  return line.positions.get(id) ?? line.depth;
 }
 
 /** A new job's record, waiting, made now for `session` from `image`. */
@@ -225,18 +241,9 @@ async function receiveJob(
     });
     await incoming.keep(job.id);
     try {
-      const created = await createJob(kv, job, {
-        maxQueue: config.maxQueue,
-        maxWaitingPerSession: config.maxWaitingPerSession,
-        maxWaitingPerClient: config.maxWaitingPerClient,
-        maxDataBytes: config.dataMaxBytes,
-      });
-      if (!created.ok) {
-        throw await refusalOf(deps, created);
-      }
+      await commitJob(deps, job);
       kept = true;
-      const line = await deps.queue.state();
-      return { job, position: line.positions.get(job.id) ?? line.depth };
+      return { job, position: await positionOf(deps, job.id) };
     } finally {
       // Refused, or the commit itself failed: the image has no job.
       if (!kept) await store.removeImage(job.id);
