@@ -1,9 +1,10 @@
 /**
  * Bench section "ingest": many large uploads at once, as a raw body and as
  * multipart, against a bare `Deno.serve` that only writes the body to a file.
- * Throughput and the server's extra memory while they stream in; and the
- * same raw uploads with API.md's per-client limits at their defaults against
- * a server whose limits are set too high to matter.
+ * Throughput and the server's extra memory while they stream in (its process
+ * tree's RSS, read from /proc as `ps` would); and the same raw uploads with
+ * API.md's per-client limits at their defaults against a server whose limits
+ * are set too high to matter.
  */
 import { startServer } from "../_server.ts";
 import {
@@ -24,10 +25,15 @@ const CONCURRENT = 40;
 /** Bytes per upload: near the upload limit, where memory would show. */
 const UPLOAD_BYTES = 5 * 1000 * 1000;
 /** Odd, so that the median ratio is one pair's (see medianPair). */
-const ROUNDS = 7;
+const ROUNDS = 9;
 /** RSS sampling interval while the uploads stream in. */
 const SAMPLE_MS = 5;
-const BOUNDARY = "----img2vidbench";
+/**
+ * curl 7.88's boundary shape (24 dashes and 16 hex digits; browsers send 38
+ * characters): the delimiter search skips up to a delimiter's length per look,
+ * so a shorter boundary costs the parser more CPU per byte (README, "Uploads").
+ */
+const BOUNDARY = "------------------------1fb8bf57e975d836";
 const ENV = {
   MAX_QUEUE: "10000",
   UPLOADS_PER_MINUTE: "10000",
@@ -52,14 +58,16 @@ const LIMITS_DEFAULT = {
   TRUST_PROXY: "1",
   MODEL_DURATION_MS: ENV.MODEL_DURATION_MS,
 };
-const GOAL_RATIO = 0.7;
+/** Issue 14: the median pair at least 0.95× the bare server. */
+const GOAL_RATIO = 0.95;
 const GOAL_LIMITS_RATIO = 0.95;
-const GOAL_GROWTH_MB = 64;
+/** Issue 14: the server's process tree, measured from outside. */
+const GOAL_GROWTH_MB = 48;
 const ACCEPTED = 202;
 
 interface Run {
   mbps: number;
-  /** Peak RSS above the process's idle RSS, in MB. */
+  /** Peak RSS of the process tree above its idle RSS, in MB. */
   growth: number;
   accepted: number;
 }
@@ -111,12 +119,13 @@ export async function ingest(ctx: BenchContext): Promise<Row[]> {
     body: Uint8Array,
     headers: HeadersInit,
   ): Promise<Run> => {
-    if (!idle.has(pid)) idle.set(pid, await rss(pid));
+    const tree = () => rss(pid, true);
+    if (!idle.has(pid)) idle.set(pid, await tree());
     const t0 = performance.now();
     const sending = Promise.all(
       Array.from({ length: CONCURRENT }, () => post(url, body, headers)),
     );
-    const top = await peak(() => rss(pid), sending, SAMPLE_MS);
+    const top = await peak(tree, sending, SAMPLE_MS);
     const statuses = await sending;
     const seconds = (performance.now() - t0) / 1000;
     return {
@@ -187,7 +196,7 @@ export async function ingest(ctx: BenchContext): Promise<Row[]> {
         })`,
         figure: `${fmt(pair.ours)} MB/s; peak +${
           fmt(worstGrowth(runs[kind]))
-        } MB RSS (largest of all runs); ${
+        } MB process-tree RSS (largest of all runs); ${
           fewest === CONCURRENT
             ? `${CONCURRENT}/${CONCURRENT} accepted in every run`
             : `as few as ${fewest}/${CONCURRENT} accepted`
