@@ -13,6 +13,36 @@ import type { Lease } from "./lease.ts";
 import type { SlotInfo } from "./models/adapter.ts";
 import { liveSlots, readSlots } from "./slots.ts";
 
+/**
+ * One read shared by every caller that asks while it waits to start: a
+ * caller never gets a read that began before it asked (so a caller sees its
+ * own commits), and at most one read runs, with one more queued behind it.
+ */
+export class SharedRead<T> {
+  #running: Promise<void> | null = null;
+  #queued: Promise<T> | null = null;
+
+  constructor(private readonly read: () => Promise<T>) {}
+
+  get(): Promise<T> {
+    if (this.#queued) return this.#queued;
+    if (!this.#running) return this.#start();
+    this.#queued = this.#running.then(() => this.#start());
+    return this.#queued;
+  }
+
+  #start(): Promise<T> {
+    this.#queued = null;
+    const result = this.read();
+    const running = result.then(() => {}, () => {});
+    this.#running = running;
+    running.then(() => {
+      if (this.#running === running) this.#running = null;
+    });
+    return result;
+  }
+}
+
 /** A waiting job's position (1 = next), if it waits. */
 export interface Positions {
   get(id: string): number | undefined;
@@ -106,8 +136,6 @@ export class QueueView {
   /** The last log entry applied to #line; -1 before the first listing. */
   #applied = -1;
   #sync: Promise<void> | null = null;
-  /** One read of the slots shared by the callers that ask meanwhile (a burst of events). */
-  #slots: ReturnType<typeof readSlots> | null = null;
   readonly #kind: SlotInfo["kind"];
   readonly #clock: Clock;
 
@@ -127,19 +155,8 @@ export class QueueView {
    * the line once this process's copy of it is made.
    */
   async state(positions = true): Promise<QueueState> {
-    this.#slots ??= readSlots(this.kv, this.#clock.now()).finally(() =>
-      this.#slots = null
-    );
-    const slots = this.#slots;
-    const [depth, log, times] = await this.kv.getMany<
-      [number, number, number[]]
-    >([keys.depth(), keys.lineMeta("log"), keys.runTimes(this.#kind)]);
-    const read = await slots;
-    // A lease of a version before slots, until a worker reclaims it.
-    const legacy = read.leases.size === 0
-      ? (await this.kv.get<Lease>(keys.lease())).value
-      : null;
-    const running = [...read.leases.values(), ...(legacy ? [legacy] : [])]
+    const { depth, log, times, slots, legacy } = await this.#head.get();
+    const running = [...slots.leases.values(), ...(legacy ? [legacy] : [])]
       .sort((a, b) => a.startedAt - b.startedAt);
     if (positions) {
       while (this.#applied < (log.value ?? 0)) {
@@ -153,12 +170,33 @@ export class QueueView {
       positions: positions ? this.#line : new Map(),
       current: running[0] ?? null,
       running,
-      liveSlots: liveSlots(read),
+      liveSlots: liveSlots(slots),
       averageMs: times.value?.length
         ? times.value.reduce((a, b) => a + b, 0) / times.value.length
         : null,
     };
   }
+
+  /**
+   * The keys every state is made of, read once for all the callers that ask
+   * while one read waits to start (40 uploads at once share a few reads,
+   * not 120), each answer read after its caller asked.
+   */
+  #head = new SharedRead(async () => {
+    const [slots, [depth, log, times]] = await Promise.all([
+      readSlots(this.kv, this.#clock.now()),
+      this.kv.getMany<[number, number, number[]]>([
+        keys.depth(),
+        keys.lineMeta("log"),
+        keys.runTimes(this.#kind),
+      ]),
+    ]);
+    // A lease of a version before slots, until a worker reclaims it.
+    const legacy = slots.leases.size === 0
+      ? (await this.kv.get<Lease>(keys.lease())).value
+      : null;
+    return { depth, log, times, slots, legacy };
+  });
 
   async #catchUp(): Promise<void> {
     if (this.#applied >= 0) {

@@ -20,7 +20,7 @@ import { getPause } from "../queue/intake.ts";
 import { countRefusedBytes } from "../queue/stats.ts";
 import { takeSlots } from "../queue/rate.ts";
 import { nextExpiry } from "../queue/retention.ts";
-import { remainingMs } from "../queue/view.ts";
+import { type QueueState, remainingMs } from "../queue/view.ts";
 import type { AppDeps } from "./deps.ts";
 import {
   ApiError,
@@ -54,7 +54,7 @@ export async function acceptUpload(
   request: Request,
   session: string,
   client: string,
-): Promise<{ job: JobRecord; position: number }> {
+): Promise<Accepted> {
   const { kv, config } = deps;
   // A body refused before it is read is left alone, not cancelled: Deno
   // discards what the client still sends without handing it to JavaScript,
@@ -141,7 +141,7 @@ export async function acceptRetry(
   retryOf: Omit<RetryOf, "expireIn">,
   session: string,
   client: string,
-): Promise<{ job: JobRecord; position: number }> {
+): Promise<Accepted> {
   const { kv, clock, store, config } = deps;
   if (deps.draining()) throw restarting();
   if (await getPause(kv)) throw paused();
@@ -159,7 +159,7 @@ export async function acceptRetry(
       expireIn: (original.finishedAt ?? now) + config.retentionMs - now,
     });
     kept = true;
-    return { job, position: await positionOf(deps, job.id) };
+    return await positionOf(deps, job);
   } finally {
     if (!kept) await store.removeImage(job.id);
   }
@@ -184,10 +184,25 @@ async function commitJob(
   if (!created.ok) throw await refusalOf(deps, created);
 }
 
-/** A committed job's place in the line. */
-async function positionOf(deps: UploadDeps, id: string): Promise<number> {
-  const line = await deps.queue.state();
-  return line.positions.get(id) ?? line.depth;
+/** What an accepted upload or retry answers with. */
+export interface Accepted {
+  job: JobRecord;
+  position: number;
+  /** The line as read after the commit: the job's view needs no second read. */
+  queue: QueueState;
+}
+
+/** A committed job's place in the line, and the line it was read from. */
+async function positionOf(
+  deps: UploadDeps,
+  job: JobRecord,
+): Promise<Accepted> {
+  const queue = await deps.queue.state();
+  return {
+    job,
+    position: queue.positions.get(job.id) ?? queue.depth,
+    queue,
+  };
 }
 
 /** A new job's record, waiting, made now for `session` from `image`. */
@@ -220,7 +235,7 @@ async function receiveJob(
   multipart: boolean,
   session: string,
   client: string,
-): Promise<{ job: JobRecord; position: number }> {
+): Promise<Accepted> {
   const { kv, clock, store, config } = deps;
   // The temporary file is made when the first file byte arrives, so an
   // upload that stalls in its head holds no file.
@@ -243,7 +258,7 @@ async function receiveJob(
     try {
       await commitJob(deps, job);
       kept = true;
-      return { job, position: await positionOf(deps, job.id) };
+      return await positionOf(deps, job);
     } finally {
       // Refused, or the commit itself failed: the image has no job.
       if (!kept) await store.removeImage(job.id);

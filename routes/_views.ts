@@ -1,7 +1,7 @@
 /** Builds the API's Job JSON for route handlers and the page. */
 import type { Clock } from "../queue/clock.ts";
 import { getProgress, type JobRecord, type Progress } from "../queue/jobs.ts";
-import { type QueueView, toApiJob } from "../queue/view.ts";
+import { type QueueState, type QueueView, toApiJob } from "../queue/view.ts";
 import type { ApiJob, ApiLine } from "../shared/api.ts";
 import { claim, sign } from "./session.ts";
 
@@ -39,17 +39,11 @@ export const videoClaim = (id: string, session: string, exp: number) =>
 export async function viewJobs(
   deps: ViewDeps,
   jobs: JobRecord[],
-  /** Positions already known (a job just queued), sparing a list of the line. */
-  known?: ReadonlyMap<string, number>,
+  /** The line as read already (a job just queued), sparing a second read. */
+  read?: QueueState,
 ): Promise<ApiJob[]> {
-  const needsLine = jobs.some((j) =>
-    j.status === "queued" && !known?.has(j.id)
-  );
-  const queue = await deps.queue.state(needsLine);
-  if (known) {
-    const line = queue.positions;
-    queue.positions = { get: (id) => known.get(id) ?? line.get(id) };
-  }
+  const queue = read ??
+    await deps.queue.state(jobs.some((j) => j.status === "queued"));
   const progress = await getProgress(
     deps.kv,
     jobs.filter((j) => j.status === "processing").map((j) => j.id),

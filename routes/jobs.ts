@@ -184,13 +184,13 @@ export function jobRoutes(deps: AppDeps) {
   const { kv, clock, store, config } = deps;
   const view = async (
     job: Parameters<typeof viewJobs>[1][number],
-    known?: ReadonlyMap<string, number>,
-  ) => (await viewJobs(deps, [job], known))[0];
+    queue?: Parameters<typeof viewJobs>[2],
+  ) => (await viewJobs(deps, [job], queue))[0];
 
   return new OpenAPIHono<SessionEnv>()
     .openapi(upload, async (c) => {
       try {
-        const { job, position } = await acceptUpload(
+        const { job, position, queue } = await acceptUpload(
           deps,
           c.req.raw,
           c.get("session"),
@@ -200,7 +200,7 @@ export function jobRoutes(deps: AppDeps) {
         deps.ring();
         if (wantsPage(c)) return c.redirect(`/jobs/${job.id}`, 303);
         return c.json(
-          await view(job, new Map([[job.id, position]])),
+          await view(job, queue),
           202,
           { Location: `/api/jobs/${job.id}` },
         );
@@ -262,7 +262,7 @@ export function jobRoutes(deps: AppDeps) {
             : `Only a failed or cancelled job can be tried again; this one is ${original.status}.`,
         );
       }
-      const { job, position } = await acceptRetry(
+      const { job, position, queue } = await acceptRetry(
         deps,
         original,
         { id, versionstamp: entry.versionstamp! },
@@ -272,7 +272,7 @@ export function jobRoutes(deps: AppDeps) {
       deps.ring();
       deps.log.info("job.queued", { job: job.id, position, retryOf: id });
       return c.json(
-        await view(job, new Map([[job.id, position]])),
+        await view(job, queue),
         202,
         { Location: `/api/jobs/${job.id}` },
       );
