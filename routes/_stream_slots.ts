@@ -23,6 +23,7 @@ export class StreamSlots {
   readonly #process = crypto.randomUUID();
   readonly #open = new Map<string, number>();
   readonly #dirty = new Set<string>();
+  readonly #reading = new Map<string, Promise<number>>();
   #flushing: Promise<void> | null = null;
   #renew: ReturnType<typeof setInterval> | undefined;
 
@@ -50,12 +51,7 @@ export class StreamSlots {
    */
   async enter(client: string): Promise<() => void> {
     if (this.open(client) >= this.max) throw this.#refuse();
-    const others = await otherStreams(
-      this.kv,
-      client,
-      this.#process,
-      this.clock.now(),
-    );
+    const others = await this.#others(client);
     if (this.open(client) + others >= this.max) throw this.#refuse();
     this.#change(client, +1);
     let left = false;
@@ -64,6 +60,22 @@ export class StreamSlots {
       left = true;
       this.#change(client, -1);
     };
+  }
+
+  /**
+   * The other processes' streams of `client`, one KV read at a time per
+   * client: streams that open together (a burst of tabs, a page of jobs)
+   * share the read in flight. A read per stream held a KV operation and its
+   * buffers per waiting request, about 20 KB each at 10,000 at once (BENCH.md).
+   */
+  #others(client: string): Promise<number> {
+    let reading = this.#reading.get(client);
+    if (!reading) {
+      reading = otherStreams(this.kv, client, this.#process, this.clock.now())
+        .finally(() => this.#reading.delete(client));
+      this.#reading.set(client, reading);
+    }
+    return reading;
   }
 
   #stopRenewing() {

@@ -37,3 +37,34 @@ Deno.test("open streams count per client across processes, and a dead process's 
   await Promise.all([one.settled(), two.settled()]);
   stop.abort();
 });
+
+Deno.test("streams that open together share one read of the other processes' counts, and the cap still holds", async () => {
+  using kv = await Deno.openKv(":memory:");
+  let lists = 0;
+  const counted = new Proxy(kv, {
+    get(target, name) {
+      if (name === "list") lists++;
+      const value = Reflect.get(target, name, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  const clock = new FakeClock();
+  const stop = new AbortController();
+  const other = new StreamSlots(kv, clock, 10, stop.signal);
+  const elsewhere = [await other.enter("a"), await other.enter("a")];
+  await other.settled();
+  const slots = new StreamSlots(counted, clock, 10, stop.signal);
+  const tries = await Promise.allSettled(
+    Array.from({ length: 50 }, () => slots.enter("a")),
+  );
+  assert.equal(lists, 1, "one read for the 50 at once");
+  const entered = tries.filter((t) => t.status === "fulfilled");
+  assert.equal(entered.length, 8, "10 in all, 2 of them in the other process");
+  assert.ok(
+    tries.every((t) => t.status === "fulfilled" || refused(t.reason)),
+  );
+  for (const t of entered) t.value();
+  for (const leave of elsewhere) leave();
+  await Promise.all([slots.settled(), other.settled()]);
+  stop.abort();
+});
