@@ -53,6 +53,20 @@ export class JobHub {
     return n;
   }
 
+  /** How many listeners job `id` has in this process. */
+  listenersOf(id: string): number {
+    return this.#entries.get(id)?.listeners.size ?? 0;
+  }
+
+  /**
+   * The job's latest state as its watch last saw it, or null when it is not
+   * watched (or not seen yet): what a new listener of a watched job can be
+   * answered from without a KV read of its own.
+   */
+  latest(id: string): JobSnapshot | null {
+    return this.#entries.get(id)?.latest ?? null;
+  }
+
   /** Resolves once no job is watched (every listener has gone). */
   idle(): Promise<void> {
     if (this.#entries.size === 0) return Promise.resolve();

@@ -33,6 +33,9 @@ for (
     );
     assert.equal(hub.watching, 1);
     assert.equal(hub.listeners, 25);
+    assert.equal(hub.listenersOf(job.id), 25);
+    assert.equal(hub.listenersOf("another"), 0);
+    assert.equal(hub.latest(job.id)?.job?.session, job.session);
     const progressed = Promise.all(
       Array.from(
         { length: 3 },
@@ -47,5 +50,6 @@ for (
     for (const l of [...listeners, ...seen]) l.stop();
     assert.equal(hub.watching, 0);
     assert.equal(hub.listeners, 0);
+    assert.equal(hub.latest(job.id), null, "not kept once unwatched");
   });
 }

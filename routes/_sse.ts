@@ -1,7 +1,8 @@
 /**
- * A minimal `text/event-stream` body: one ReadableStream whose writes wait
- * for the client to take the previous bytes (backpressure), and whose cancel
- * (the client went away) is reported at once.
+ * A minimal `text/event-stream` body: one ReadableStream fed by
+ * {@link EventStream.offer}, which never waits. Bytes the client has not taken
+ * yet are replaced by newer ones, so a slow reader gets the latest state, not
+ * a backlog, and a sender can write to thousands of streams in one pass.
  *
  * Not Hono's `streamSSE`: it puts a TransformStream and a second
  * ReadableStream behind every connection, which cost more memory per open
@@ -11,22 +12,22 @@
 export class EventStream {
   readonly body: ReadableStream<Uint8Array>;
   #controller!: ReadableStreamDefaultController<Uint8Array>;
-  #pulled: (() => void) | null = null;
+  /** Offered while the client had not taken the previous bytes; sent on its next pull. */
+  #waiting: Uint8Array | null = null;
   #closed = false;
-  #onCancel: () => void;
 
   constructor(onCancel: () => void) {
-    this.#onCancel = onCancel;
     this.body = new ReadableStream<Uint8Array>({
       start: (controller) => void (this.#controller = controller),
       pull: () => {
-        this.#pulled?.();
-        this.#pulled = null;
+        if (!this.#waiting) return;
+        this.#controller.enqueue(this.#waiting);
+        this.#waiting = null;
       },
       cancel: () => {
         this.#closed = true;
-        this.#pulled?.();
-        this.#onCancel();
+        this.#waiting = null;
+        onCancel();
       },
     }, { highWaterMark: 1 });
   }
@@ -35,18 +36,29 @@ export class EventStream {
     return this.#closed;
   }
 
-  /** Queues bytes; resolves when there is room for more. */
-  async write(bytes: Uint8Array): Promise<void> {
-    if (this.#closed) return;
-    this.#controller.enqueue(bytes);
-    if ((this.#controller.desiredSize ?? 0) <= 0) {
-      await new Promise<void>((r) => (this.#pulled = r));
-    }
+  /** True when nothing offered is waiting for the client. */
+  get drained(): boolean {
+    return this.#waiting === null;
   }
 
+  /**
+   * Sends `bytes` at once when the client has taken what came before;
+   * otherwise they wait in place of anything else not yet taken (each event
+   * is the whole state, so only the latest matters).
+   */
+  offer(bytes: Uint8Array): void {
+    if (this.#closed) return;
+    if ((this.#controller.desiredSize ?? 0) > 0) {
+      this.#controller.enqueue(bytes);
+    } else this.#waiting = bytes;
+  }
+
+  /** Ends the stream after what was offered (the client still gets it). */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#waiting) this.#controller.enqueue(this.#waiting);
+    this.#waiting = null;
     this.#controller.close();
   }
 }

@@ -15,6 +15,15 @@ import { tooMany } from "./errors.ts";
 export const STREAM_COUNT_TTL_MS = 30_000;
 /** Renewals per TTL: a late one or two still leave the entry live. */
 const RENEWALS_PER_TTL = 3;
+/**
+ * How long a read of the other processes' counts of a client is used for
+ * that client's new streams. Without it each new stream waited for a KV read
+ * of its own, and 10,000 streams opening at once held their requests in the
+ * heap meanwhile: about 13 KB more per stream (BENCH.md). So another
+ * process's streams count here within a second and a read; each process's
+ * own count reaches KV a write after each change anyway.
+ */
+export const OTHERS_FRESH_MS = 1_000;
 /** A refused stream is told to try again after this. */
 const STREAM_RETRY_MS = 10_000;
 
@@ -23,6 +32,9 @@ export class StreamSlots {
   readonly #process = crypto.randomUUID();
   readonly #open = new Map<string, number>();
   readonly #dirty = new Set<string>();
+  readonly #reading = new Map<string, Promise<number>>();
+  /** The last read of {@link otherStreams} per client with streams here. */
+  readonly #known = new Map<string, { others: number; at: number }>();
   #flushing: Promise<void> | null = null;
   #renew: ReturnType<typeof setInterval> | undefined;
 
@@ -50,13 +62,19 @@ export class StreamSlots {
    */
   async enter(client: string): Promise<() => void> {
     if (this.open(client) >= this.max) throw this.#refuse();
-    const others = await otherStreams(
-      this.kv,
-      client,
-      this.#process,
-      this.clock.now(),
-    );
-    if (this.open(client) + others >= this.max) throw this.#refuse();
+    // A count read less than OTHERS_FRESH_MS ago is used; so is an older one
+    // while a new read is on its way (in a burst a read can take a second:
+    // every stream opened meanwhile would wait for it, held in the heap).
+    const known = this.#known.get(client);
+    const others = known &&
+        (this.clock.now() - known.at < OTHERS_FRESH_MS ||
+          this.#reading.has(client))
+      ? known.others
+      : await this.#others(client);
+    if (this.open(client) + others >= this.max) {
+      if (this.open(client) === 0) this.#known.delete(client);
+      throw this.#refuse();
+    }
     this.#change(client, +1);
     let left = false;
     return () => {
@@ -64,6 +82,27 @@ export class StreamSlots {
       left = true;
       this.#change(client, -1);
     };
+  }
+
+  /**
+   * The other processes' streams of `client`, one KV read at a time per
+   * client: streams that open together (a burst of tabs, a page of jobs)
+   * share the read in flight. A read per stream held a KV operation and its
+   * buffers per waiting request, about 20 KB each at 10,000 at once (BENCH.md).
+   */
+  #others(client: string): Promise<number> {
+    let reading = this.#reading.get(client);
+    if (!reading) {
+      const at = this.clock.now();
+      reading = otherStreams(this.kv, client, this.#process, at)
+        .then((others) => {
+          this.#known.set(client, { others, at });
+          return others;
+        })
+        .finally(() => this.#reading.delete(client));
+      this.#reading.set(client, reading);
+    }
+    return reading;
   }
 
   #stopRenewing() {
@@ -81,7 +120,10 @@ export class StreamSlots {
   #change(client: string, by: number) {
     const n = this.open(client) + by;
     if (n > 0) this.#open.set(client, n);
-    else this.#open.delete(client);
+    else {
+      this.#open.delete(client);
+      this.#known.delete(client);
+    }
     this.#dirty.add(client);
     this.#flush();
     if (this.#open.size > 0 && !this.shutdown.aborted) {

@@ -1,22 +1,27 @@
 /**
  * The baselines for `deno task bench`: a bare `Deno.serve` that streams a
  * request body to a file (same read loop as ours, no checks), serves one
- * file whole, and on `GET /sse` holds an event stream open to which it sends
- * one event with the time it was sent (`data: {"t":ms}`) {@link SSE_PER_SECOND}
- * times a second, the same bytes to every stream, as the server's progress
- * events go.
+ * file whole, and on `GET /sse` holds an event stream open (one
+ * ReadableStream per request, nothing else per stream) to which it sends one
+ * event with the time it was sent (`data: {"t":ms}`) every
+ * {@link SSE_INTERVAL_MS}, the same bytes to every stream, as often as the
+ * server sends progress to a job with many streams (routes/events.ts). On
+ * `GET /hold` it never answers; `GET /held` says how many it holds.
  * Usage: deno run -A tests/bench/bare_server.ts <dir> <file to serve>
  */
+import { SSE_INTERVAL_MS } from "./_bare_sse.ts";
+
 const [dir, served] = Deno.args;
 let n = 0;
-/** The model's progress writes per second (TIMINGS.tickMs = 200). */
-const SSE_PER_SECOND = 5;
+/** Requests to `/hold` received so far. */
+let held = 0;
+
 const streams = new Set<ReadableStreamDefaultController<Uint8Array>>();
 const encoder = new TextEncoder();
 setInterval(() => {
   const bytes = encoder.encode(`data: {"t":${Date.now()}}\n\n`);
   for (const c of streams) c.enqueue(bytes);
-}, 1000 / SSE_PER_SECOND);
+}, SSE_INTERVAL_MS);
 Deno.serve({
   port: 0,
   onListen: ({ port }) => console.log(`listening on http://127.0.0.1:${port}/`),
@@ -35,7 +40,11 @@ Deno.serve({
     await Deno.remove(path);
     return new Response("ok", { status: 202 });
   }
-  if (new URL(req.url).pathname === "/sse") {
+  const path = new URL(req.url).pathname;
+  // Held, never answered: what Deno's HTTP server alone keeps per request.
+  if (path === "/hold") return new Promise<Response>(() => void held++);
+  if (path === "/held") return new Response(String(held));
+  if (path === "/sse") {
     let mine: ReadableStreamDefaultController<Uint8Array>;
     const body = new ReadableStream<Uint8Array>({
       start: (c) => void streams.add(mine = c),

@@ -7,6 +7,7 @@
  * above 10,000).
  */
 import { type ApiJobLike, Client, startServer } from "../_server.ts";
+import { SSE_INTERVAL_MS } from "./_bare_sse.ts";
 import {
   type BenchContext,
   fmt,
@@ -161,8 +162,8 @@ async function ours(ctx: BenchContext, listeners: number): Promise<Listened> {
 
 /**
  * The floor: a bare `Deno.serve` holding as many event streams, sending the
- * same bytes to all of them as often as the model writes progress, for as
- * long as the job runs above.
+ * same bytes to all of them as often as ours sends progress to each stream
+ * of a job with many, for as long as the job runs above.
  */
 async function bare(ctx: BenchContext, listeners: number): Promise<Listened> {
   await using server = await startBare(ctx.dir, "/dev/null");
@@ -186,6 +187,31 @@ async function bare(ctx: BenchContext, listeners: number): Promise<Listened> {
   );
   await open.close();
   return { growth: top - idle, held, idle, latencies };
+}
+
+/**
+ * Below the floor: a bare `Deno.serve` holding as many requests without
+ * answering them, what Deno's HTTP server keeps per connection and request
+ * before any body; the RSS above idle once it has them all.
+ */
+async function unanswered(ctx: BenchContext, requests: number) {
+  await using server = await startBare(ctx.dir, "/dev/null");
+  const idle = await rss(server.pid);
+  const { host } = new URL(server.url);
+  const open = await listen(
+    server.url,
+    `GET /hold HTTP/1.1\r\nHost: ${host}\r\n\r\n`,
+    requests,
+    () => null,
+    [],
+  );
+  // Nothing is answered: ask the server how many it holds.
+  while (
+    Number(await (await fetch(new URL("/held", server.url))).text()) < requests
+  ) await new Promise((r) => setTimeout(r, SAMPLE_MS));
+  const held = await rss(server.pid) - idle;
+  await open.close();
+  return held;
 }
 
 const describe = (r: Listened, listeners: number) =>
@@ -213,7 +239,7 @@ export async function sse(ctx: BenchContext): Promise<Row[]> {
       figure: describe(r, listeners),
       baseline: `idle ${fmt(mb(r.idle))} MB` +
         (floor
-          ? `; bare Deno.serve, as many streams, 5 events/s: ${
+          ? `; bare Deno.serve, as many streams, an event every ${SSE_INTERVAL_MS} ms: ${
             describe(floor, listeners)
           }`
           : ""),
@@ -221,5 +247,16 @@ export async function sse(ctx: BenchContext): Promise<Row[]> {
       runs: floor ? "1 each" : ONE_RUN,
     });
   }
+  const held = await unanswered(ctx, MANY_LISTENERS);
+  rows.push({
+    measure:
+      `SSE floor: a bare Deno.serve holding ${MANY_LISTENERS} requests unanswered (no body, no JavaScript per request)`,
+    figure: `+${fmt(mb(held))} MB RSS (${
+      fmt(held / MANY_LISTENERS / KB)
+    } KB per request)`,
+    baseline: "-",
+    goal: "-",
+    runs: ONE_RUN,
+  });
   return rows;
 }

@@ -1,0 +1,128 @@
+/**
+ * The event stream's pace (API.md, `GET /api/jobs/{id}/events`): an event at
+ * once on connect and on every change of status or position, at least twice
+ * a second while processing, and, to a job with a crowd of streams, not
+ * every progress write; a slow reader gets the latest state, not a backlog.
+ */
+import assert from "node:assert/strict";
+import {
+  CROWD,
+  PROGRESS_GAP_MS,
+  type Sent,
+  worthAnEvent,
+} from "../routes/events.ts";
+import { runToEnd, startApp } from "./_app.ts";
+import { FakeClock } from "./_fakes.ts";
+import { type ApiJobLike, fixture } from "./_server.ts";
+
+/** The worker's progress writes: every 200 ms (service.ts, tickMs). */
+const TICK_MS = 200;
+
+/**
+ * Moments of a job as a stream sees them, one every {@link TICK_MS} from 0
+ * to `ms`, with `changes` of status (or position) at the given times; what
+ * {@link worthAnEvent} lets through to a stream of a job with `streams`.
+ */
+function paced(
+  streams: number,
+  ms: number,
+  changes: Map<number, string>,
+) {
+  let last: Sent | null = null;
+  let state = "queued|1|";
+  const sent: { at: number; state: string }[] = [];
+  const times = new Set<number>(changes.keys());
+  for (let at = 0; at <= ms; at += TICK_MS) times.add(at);
+  for (const at of [...times].sort((a, b) => a - b)) {
+    state = changes.get(at) ?? state;
+    const next = { signature: `${state}|${at}`, state };
+    if (worthAnEvent(last, next, at, streams)) {
+      last = { ...next, at };
+      sent.push({ at, state });
+    }
+  }
+  return sent;
+}
+
+Deno.test("pace: with a crowd of streams, progress alone goes at least twice a second of the clock, not with every write", () => {
+  const changes = new Map([
+    [0, "queued|2|"],
+    [1_000, "queued|1|"],
+    [2_000, "processing|null|"],
+    [12_000, "done|null|"],
+  ]);
+  const sent = paced(CROWD, 12_000, changes);
+  const processing = sent.filter((e) => e.state === "processing|null|");
+  for (let i = 1; i < processing.length; i++) {
+    const gap = processing[i].at - processing[i - 1].at;
+    assert.ok(gap <= 500, `a gap of ${gap} ms while processing`);
+    assert.ok(gap >= PROGRESS_GAP_MS, `a gap of ${gap} ms`);
+  }
+  const writes = 10_000 / TICK_MS;
+  assert.ok(
+    processing.length >= 2 * 10 && processing.length < writes,
+    `${processing.length} events for ${writes} writes in 10 s`,
+  );
+  // Every change of status or position went out when it came.
+  for (const [at, state] of changes) {
+    assert.ok(
+      sent.some((e) => e.at === at && e.state === state),
+      `${state} at ${at}`,
+    );
+  }
+});
+
+Deno.test("pace: a change of status or position is never held back, however crowded; a few streams get every progress write", () => {
+  // A change of status 100 ms after an event goes all the same; the
+  // progress write 100 ms after it does not.
+  const changes = new Map([
+    [0, "processing|null|"],
+    [100, "failed|null|model_failed"],
+  ]);
+  assert.deepEqual(
+    paced(10 * CROWD, 200, changes).map((e) => e.at),
+    [0, 100],
+  );
+  const few = paced(CROWD - 1, 2_000, new Map([[0, "processing|null|"]]));
+  assert.equal(few.length, 2_000 / TICK_MS + 1, "every write");
+  // Nothing new (the ETA alone moved): no event.
+  const last = { signature: "processing|null||40", state: "processing|null|" };
+  assert.equal(worthAnEvent({ ...last, at: 0 }, last, 10_000, 1), false);
+});
+
+Deno.test("events: a reader that takes nothing while the job runs then gets its latest state, not a backlog; another session gets 404 while the job is watched", async () => {
+  const clock = new FakeClock(Date.now());
+  await using app = await startApp({ MODEL_DURATION_MS: "5000" }, { clock });
+  const owner = app.client();
+  const { body } = await owner.upload(await fixture("rgb.png"));
+  const id = (body as { id: string }).id;
+
+  const res = await owner.fetch(`/api/jobs/${id}/events`);
+  assert.equal(res.status, 200);
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  const jobs = (bytes: Uint8Array) =>
+    [...decoder.decode(bytes).matchAll(/^data: (.*)$/gm)].map((m) =>
+      JSON.parse(m[1]) as ApiJobLike
+    );
+  const first = await reader.read();
+  assert.equal(jobs(first.value!).length, 1, "one event on connect");
+  assert.equal(app.service.hub.watching, 1);
+
+  const stranger = app.client();
+  const refused = await stranger.fetch(`/api/jobs/${id}/events`);
+  assert.equal(refused.status, 404, "the watched job is not the stranger's");
+  await refused.body?.cancel();
+
+  // 25 progress writes and two changes of status, none of them read.
+  assert.equal((await runToEnd(owner, clock, id)).status, "done");
+  const later: ApiJobLike[] = [];
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    later.push(...jobs(value));
+  }
+  assert.ok(later.length <= 2, `${later.length} events waited for the reader`);
+  assert.equal(later.at(-1)?.status, "done", "the latest state, and the end");
+  assert.equal(app.service.hub.listeners, 0);
+});
