@@ -4,6 +4,7 @@
  * turns a real model's own video into the same contract's MP4 (API.md
  * "Models"), in the same kind of child.
  */
+import { setPriority } from "node:os";
 import { ModelError } from "../queue/models/adapter.ts";
 import { CHILD_V8_FLAGS, type FfmpegSpec } from "./ffmpeg_child.ts";
 
@@ -299,6 +300,15 @@ export function childArgs(writeDir: string, warmUp?: FfmpegSpec): string[] {
 }
 
 /**
+ * The encoder child's niceness (`nice(1)`): encoding is batch work, so when
+ * the CPU is short, the server's event streams, uploads and pages go first
+ * (10,000 listeners on one job: the late events were those sent while the
+ * previous job's clip was encoded, BENCH.md). With the CPU free, it runs as
+ * fast as before.
+ */
+export const ENCODER_NICE = 10;
+
+/**
  * One ffmpeg.wasm child process: spawned (and its core loading) at once,
  * given its one command by {@link FfmpegChild.run}. Between the two it
  * waits, ready; {@link FfmpegChild.close} ends it.
@@ -321,6 +331,10 @@ export class FfmpegChild {
       stdout: "null",
       stderr: "piped",
     }).spawn();
+    try {
+      // Its main thread, which runs the wasm; set before it starts others.
+      setPriority(this.#child.pid, ENCODER_NICE);
+    } catch { /* not allowed here: it runs at the server's priority */ }
     this.#log = tail(this.#child.stderr, 4000);
     this.#status = this.#child.status.finally(() => (this.#exited = true));
   }

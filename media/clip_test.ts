@@ -6,6 +6,8 @@ import {
   clipSize,
   clipSpec,
   EncodeError,
+  ENCODER_NICE,
+  FfmpegChild,
 } from "./clip.ts";
 import { bytesSource, probeImage } from "./probe.ts";
 
@@ -170,4 +172,22 @@ Deno.test("the encoder child, run as ChildEncoder runs it, makes a 1921×1081 PN
   const facts = await inspectVideo(req.output);
   assert.deepEqual([facts.width, facts.height, facts.frames], [1280, 720, 5]);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("the encoder child runs below the server's priority, so streams and uploads go first", async () => {
+  const dir = await Deno.makeTempDir();
+  const child = new FfmpegChild(dir);
+  try {
+    const niceOf = (pid: number | "self") =>
+      // /proc/<pid>/stat: field 19 is the nice value (proc(5)).
+      Number(
+        Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(
+          " ",
+        )[16],
+      );
+    assert.equal(niceOf(child.pid), niceOf("self") + ENCODER_NICE);
+  } finally {
+    await child.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });
