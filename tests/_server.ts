@@ -4,8 +4,7 @@
  */
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 /** The V8 flags of `deno task start` (deno.json), so tests run what users run. */
-export const SERVER_V8_FLAGS =
-  "--v8-flags=--max-semi-space-size=4,--optimize-for-size";
+export const SERVER_V8_FLAGS = "--v8-flags=--max-semi-space-size=4";
 
 export interface TestServer extends AsyncDisposable {
   url: string;

@@ -33,7 +33,7 @@ export const RUN_FLAGS = [
   "--allow-write",
   "--allow-run",
   "--allow-sys",
-  "--v8-flags=--max-semi-space-size=4,--optimize-for-size",
+  "--v8-flags=--max-semi-space-size=4",
 ];
 
 /** What a server does not need: tests, docs, CI, build output, local data. */
