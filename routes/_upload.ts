@@ -198,10 +198,12 @@ async function positionOf(
   job: JobRecord,
 ): Promise<Accepted> {
   const queue = await deps.queue.state();
+  const position = queue.positions.get(job.id) ?? queue.depth;
+  // Frozen: the line copy moves on, and the answer must say what was logged.
   return {
     job,
-    position: queue.positions.get(job.id) ?? queue.depth,
-    queue,
+    position,
+    queue: { ...queue, positions: new Map([[job.id, position]]) },
   };
 }
 
