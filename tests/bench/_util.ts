@@ -81,6 +81,34 @@ async function children(pid: number): Promise<number[]> {
   return out;
 }
 
+/** Clock ticks per second in /proc's CPU times (`getconf CLK_TCK`). */
+const TICKS_PER_SECOND = 100;
+
+/**
+ * CPU time (user + system) of each thread of a process, in ms, summed by
+ * thread name; the process's first thread is "main".
+ */
+export async function threadCpu(pid: number): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for await (const task of Deno.readDir(`/proc/${pid}/task`)) {
+    let stat: string;
+    try {
+      stat = await Deno.readTextFile(`/proc/${pid}/task/${task.name}/stat`);
+    } catch {
+      continue; // ended meanwhile
+    }
+    const name = task.name === String(pid)
+      ? "main"
+      : stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    // proc(5): utime and stime are fields 14 and 15, after "pid (comm) ".
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ms = (Number(fields[11]) + Number(fields[12])) * 1000 /
+      TICKS_PER_SECOND;
+    out.set(name, (out.get(name) ?? 0) + ms);
+  }
+  return out;
+}
+
 /** Samples `fn()` every `everyMs` until `until` settles; returns the largest value. */
 export async function peak(
   fn: () => Promise<number>,

@@ -14,11 +14,14 @@ import {
   mb,
   medianPair,
   medianPairRuns,
+  ONE_RUN,
   pairedRuns,
   peak,
+  quantile,
   type Row,
   rss,
   startBare,
+  threadCpu,
 } from "./_util.ts";
 
 /** Uploads in flight at once. */
@@ -71,7 +74,16 @@ interface Run {
   /** Peak RSS of the process tree above its idle RSS, in MB. */
   growth: number;
   accepted: number;
+  /** The server's CPU time (all its threads) per upload, in ms. */
+  cpuMs: number;
 }
+
+/** The median of `xs`. */
+const median = (xs: number[]) => quantile(xs, 0.5);
+
+/** A process's CPU time over all its threads, in ms. */
+const cpuOf = async (pid: number) =>
+  [...(await threadCpu(pid)).values()].reduce((a, b) => a + b, 0);
 
 /** A new client address per upload: `10.a.b.c`. */
 let nextClient = 0;
@@ -188,6 +200,70 @@ export async function parserRow(image: Uint8Array): Promise<Row> {
   };
 }
 
+/** Small uploads for the fixed cost, sent {@link CONCURRENT} at a time. */
+const SMALL_UPLOADS = 400;
+/** Threads by the name Deno gives them, as the fixed-cost row names them. */
+const THREADS: Record<string, string> = {
+  main: "JavaScript thread",
+  "sw-0": "KV's SQLite thread",
+  "tokio-runtime-w": "blocking pool (file system)",
+  "V8 DefaultWorke": "V8's GC and compiler threads",
+};
+
+/**
+ * What an upload costs whatever its size: the server's CPU time per upload
+ * of the small fixture PNG, by thread, against the bare server's. A 5 MB
+ * upload pays this besides its bytes; the bytes cost both servers the same
+ * reads and writes.
+ */
+async function fixedCostRow(
+  ctx: BenchContext,
+  servers: {
+    ours: { url: string; pid: number };
+    bare: { url: string; pid: number };
+  },
+): Promise<Row> {
+  const perUpload = async (server: { url: string; pid: number }) => {
+    const before = await threadCpu(server.pid);
+    for (let sent = 0; sent < SMALL_UPLOADS; sent += CONCURRENT) {
+      const statuses = await Promise.all(
+        Array.from(
+          { length: CONCURRENT },
+          () =>
+            post(server.url, ctx.smallImage, { "content-type": "image/png" }),
+        ),
+      );
+      if (statuses.some((s) => s !== ACCEPTED)) {
+        throw new Error(`small uploads refused: ${statuses.join(" ")}`);
+      }
+    }
+    const after = await threadCpu(server.pid);
+    const by = new Map<string, number>();
+    for (const [name, ms] of after) {
+      const spent = (ms - (before.get(name) ?? 0)) / SMALL_UPLOADS;
+      if (spent > 0) by.set(name, spent);
+    }
+    return by;
+  };
+  const total = (by: Map<string, number>) =>
+    [...by.values()].reduce((a, b) => a + b, 0);
+  const describe = (by: Map<string, number>) =>
+    [...by].sort((a, b) => b[1] - a[1]).map(([name, ms]) =>
+      `${THREADS[name] ?? name} ${fmt(ms, 2)}`
+    ).join(", ");
+  const ours = await perUpload(servers.ours);
+  const bare = await perUpload(servers.bare);
+  return {
+    measure: `an upload's fixed cost: server CPU time per upload of the ` +
+      `${ctx.smallImage.length} B fixture PNG, ${SMALL_UPLOADS} uploads ` +
+      `${CONCURRENT} at a time`,
+    figure: `${fmt(total(ours), 2)} ms (${describe(ours)})`,
+    baseline: `bare Deno.serve ${fmt(total(bare), 2)} ms (${describe(bare)})`,
+    goal: "-",
+    runs: ONE_RUN,
+  };
+}
+
 export async function ingest(ctx: BenchContext): Promise<Row[]> {
   // A real PNG padded to size: the bytes after its end are never read as
   // image, because the probe stops at IEND.
@@ -205,6 +281,7 @@ export async function ingest(ctx: BenchContext): Promise<Row[]> {
   ): Promise<Run> => {
     const tree = () => rss(pid, true);
     if (!idle.has(pid)) idle.set(pid, await tree());
+    const cpu0 = await cpuOf(pid);
     const t0 = performance.now();
     const sending = Promise.all(
       Array.from({ length: CONCURRENT }, () => post(url, body, headers)),
@@ -216,6 +293,7 @@ export async function ingest(ctx: BenchContext): Promise<Row[]> {
       mbps: mb(CONCURRENT * UPLOAD_BYTES) / seconds,
       growth: mb(top - idle.get(pid)!),
       accepted: statuses.filter((s) => s === ACCEPTED).length,
+      cpuMs: (await cpuOf(pid) - cpu0) / CONCURRENT,
     };
   };
   await using bare = await startBare(ctx.dir, "/dev/null");
@@ -278,16 +356,18 @@ export async function ingest(ctx: BenchContext): Promise<Row[]> {
         } MB uploads (${
           kind === "raw" ? "raw body" : "multipart, as curl -F"
         })`,
-        figure: `${fmt(pair.ours)} MB/s; peak +${
+        figure: `${fmt(pair.ours)} MB/s; server CPU ${
+          fmt(median(runs[kind].map((r) => r.cpuMs)))
+        } ms per upload (median); peak +${
           fmt(worstGrowth(runs[kind]))
         } MB process-tree RSS (largest of all runs); ${
           fewest === CONCURRENT
             ? `${CONCURRENT}/${CONCURRENT} accepted in every run`
             : `as few as ${fewest}/${CONCURRENT} accepted`
         }`,
-        baseline: `bare Deno.serve ${fmt(pair.base)} MB/s; peak +${
-          fmt(bareGrowth)
-        } MB RSS (largest of all runs)`,
+        baseline: `bare Deno.serve ${fmt(pair.base)} MB/s; CPU ${
+          fmt(median(runs.bare.map((r) => r.cpuMs)))
+        } ms per upload; peak +${fmt(bareGrowth)} MB RSS (largest of all runs)`,
         goal: `≥ ${GOAL_RATIO}× (${
           fmt(pair.ratio, 2)
         }×), ≤ ${GOAL_GROWTH_MB} MB`,
@@ -295,6 +375,10 @@ export async function ingest(ctx: BenchContext): Promise<Row[]> {
       };
     }),
     limitsRow,
+    await fixedCostRow(ctx, {
+      ours: { url: api, pid },
+      bare: { url: bare.url, pid: bare.pid },
+    }),
     await parserRow(image),
   ];
 }
