@@ -96,7 +96,14 @@ Deno.test("a model's 1600×900 video is scaled to 1280×720: longest side ≤ 12
 Deno.test("a model's output that is not a video is refused with model_output, nothing written", async () => {
   await using ws = await workspace();
   const input = `${ws.dir}/garbage.mp4`;
-  await Deno.writeFile(input, crypto.getRandomValues(new Uint8Array(5000)));
+  // Fixed bytes, not random ones: random bytes sometimes pass for an audio
+  // stream (an MPEG frame sync), and the answer is then "no video stream".
+  let x = 0x2545f491;
+  const garbage = Uint8Array.from({ length: 5000 }, () => {
+    x ^= x << 13, x ^= x >>> 17, x ^= x << 5; // xorshift32
+    return x & 0x7f; // no byte ≥ 0x80: no MPEG or ADTS frame sync
+  });
+  await Deno.writeFile(input, garbage);
   const req = ws.req(input);
   await assert.rejects(
     new ChildEncoder({ timeoutMs: TIMEOUT_MS }).transcode(req),
