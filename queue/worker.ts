@@ -28,6 +28,12 @@ import {
 import type { ModelAdapter, SlotInfo } from "./models/adapter.ts";
 import { beat } from "./slots.ts";
 
+/**
+ * The reason of the aborts that only wake a wait: one shared error, so that
+ * a doorbell (one per upload) does not build a DOMException and its stack.
+ */
+const WAKE_UP = new Error("wake up");
+
 export interface WorkerOptions extends ModelDeps {
   /** Look for work at least this often without a doorbell. */
   idleMs: number;
@@ -121,7 +127,7 @@ export class ModelWorker {
   ring(): boolean {
     const bell = this.#bell;
     this.#bell = new AbortController();
-    bell.abort();
+    bell.abort(WAKE_UP);
     return this.#waiting > 0;
   }
 
@@ -282,14 +288,14 @@ export class ModelWorker {
     if (depthSeen !== undefined && this.deps.wakePollMs) {
       this.#pollDepth(depthSeen, this.deps.wakePollMs, wake);
     }
-    const onWake = () => wake.abort();
+    const onWake = () => wake.abort(WAKE_UP);
     bell.addEventListener("abort", onWake, { once: true });
     this.#stop.signal.addEventListener("abort", onWake, { once: true });
-    if (bell.aborted || this.#stop.signal.aborted) wake.abort();
+    if (bell.aborted || this.#stop.signal.aborted) wake.abort(WAKE_UP);
     this.#waiting++;
     await this.deps.clock.sleep(ms, wake.signal);
     this.#waiting--;
-    wake.abort(); // ends the poll
+    wake.abort(WAKE_UP); // ends the poll
     bell.removeEventListener("abort", onWake);
     this.#stop.signal.removeEventListener("abort", onWake);
   }
@@ -306,7 +312,7 @@ export class ModelWorker {
       const depth = await this.deps.kv.get<number>(keys.depth())
         .catch(() => null); // a KV hiccup: the next poll or the timer
       if (depth && depth.versionstamp !== seen && (depth.value ?? 0) > 0) {
-        wake.abort();
+        wake.abort(WAKE_UP);
       }
     }
   }

@@ -8,6 +8,9 @@
 import type { Clock } from "../queue/clock.ts";
 import { uploadTimeout } from "./errors.ts";
 
+/** Why the watch's timer stops (shared: no DOMException per upload). */
+const DISPOSED = new Error("upload read");
+
 /** Watches one body; dispose it when the body is done with. */
 export class IdleWatch implements Disposable {
   #last: number;
@@ -53,6 +56,6 @@ export class IdleWatch implements Disposable {
   }
 
   [Symbol.dispose](): void {
-    this.#stop.abort();
+    this.#stop.abort(DISPOSED);
   }
 }
