@@ -49,6 +49,9 @@ export class EventStream {
   offer(bytes: Uint8Array): void {
     if (this.#closed) return;
     if ((this.#controller.desiredSize ?? 0) > 0) {
+      // Room already, before the pull that would send what waits: what
+      // waits is older, so it is dropped, never sent after these bytes.
+      this.#waiting = null;
       this.#controller.enqueue(bytes);
     } else this.#waiting = bytes;
   }

@@ -34,14 +34,17 @@ export const HEARTBEAT_MS = 15_000;
  */
 export const CROWD = 100;
 /**
- * With progress written every 200 ms, every second write goes out (2.5/s);
- * the longest gap is this plus one write's interval, 500 ms: API.md's "at
- * least twice a second while processing" holds.
+ * A progress write held back goes out this long after the stream's last
+ * event, or with the next write if that comes later: while progress moves,
+ * a crowded stream gets an event every 300 ms (3.3/s), whatever the writes'
+ * pace, and API.md's "at least twice a second while processing" holds.
  */
 export const PROGRESS_GAP_MS = 300;
 
 const encoder = new TextEncoder();
 const PING = encoder.encode(": ping\n\n");
+/** Why a held-back progress timer stops (shared: no DOMException each). */
+const RESCHEDULED = new Error("rescheduled");
 
 /** One moment of a job as an event. */
 interface Rendered {
@@ -62,22 +65,25 @@ export interface Sent {
 }
 
 /**
- * Whether a moment is worth an event to a stream whose last event was
- * `last`, at `now`, when its job has `streams` streams in this process:
- * the first always; a change of status, position or error at once; a change
- * of progress alone at once while the job has fewer than {@link CROWD}
- * streams, else only {@link PROGRESS_GAP_MS} after the last event.
+ * When a moment is worth an event to a stream whose last event was `last`,
+ * at `now`, when its job has `streams` streams in this process: `"now"`, at
+ * a later time (held back until then, unless a newer moment comes), or
+ * `null` (nothing new). The first always goes at once, and so does a change
+ * of status, position or error; a change of progress alone goes at once
+ * while the job has fewer than {@link CROWD} streams, else
+ * {@link PROGRESS_GAP_MS} after the stream's last event.
  */
-export function worthAnEvent(
+export function whenToSend(
   last: Sent | null,
   next: Pick<Sent, "signature" | "state">,
   now: number,
   streams: number,
-): boolean {
-  if (!last) return true;
-  if (next.signature === last.signature) return false;
-  if (next.state !== last.state) return true;
-  return streams < CROWD || now - last.at >= PROGRESS_GAP_MS;
+): "now" | number | null {
+  if (!last) return "now";
+  if (next.signature === last.signature) return null;
+  if (next.state !== last.state || streams < CROWD) return "now";
+  const due = last.at + PROGRESS_GAP_MS;
+  return now >= due ? "now" : due;
 }
 
 /** One open event stream. */
@@ -165,6 +171,40 @@ export function eventRoutes(
     return read;
   };
   const renders = new WeakMap<JobSnapshot, Render>();
+  /** Per crowded job, one timer for the progress held back from its streams. */
+  const held = new Map<
+    string,
+    {
+      at: number;
+      stop: AbortController;
+      snapshot: JobSnapshot;
+      event: Rendered;
+    }
+  >();
+  const hold = (
+    job: string,
+    at: number,
+    snapshot: JobSnapshot,
+    event: Rendered,
+  ) => {
+    const timer = held.get(job);
+    if (timer && timer.at <= at) {
+      // Due no later: it sends this newer moment when it fires.
+      timer.snapshot = snapshot;
+      timer.event = event;
+      return;
+    }
+    timer?.stop.abort(RESCHEDULED);
+    const next = { at, stop: new AbortController(), snapshot, event };
+    held.set(job, next);
+    deps.clock.sleep(Math.max(0, at - deps.clock.now()), next.stop.signal)
+      .then(() => {
+        if (next.stop.signal.aborted) return;
+        held.delete(job);
+        const streams = [...open].filter((l) => l.job === job);
+        send(streams, next.snapshot, next.event);
+      });
+  };
 
   /** Sends one moment of a job to those of its streams it is worth an event to. */
   const send = (
@@ -173,11 +213,16 @@ export function eventRoutes(
     event: Rendered,
   ) => {
     const now = deps.clock.now();
-    let streams = -1;
+    let streams = -1, due = Infinity, job = "";
     for (const l of listeners) {
       if (l.stream.closed || l.seen !== snapshot) continue; // a newer one is coming
-      if (streams < 0) streams = deps.hub.listenersOf(l.job);
-      if (!worthAnEvent(l.last, event, now, streams)) continue;
+      if (streams < 0) streams = deps.hub.listenersOf(job = l.job);
+      const when = whenToSend(l.last, event, now, streams);
+      if (when === null) continue;
+      if (when !== "now") {
+        due = Math.min(due, when);
+        continue;
+      }
       if (l.last) {
         l.last.signature = event.signature;
         l.last.state = event.state;
@@ -189,6 +234,7 @@ export function eventRoutes(
       l.stream.offer(event.bytes);
       if (event.final) l.end();
     }
+    if (due < Infinity) hold(job, due, snapshot, event);
   };
 
   const render = (
@@ -213,7 +259,8 @@ export function eventRoutes(
     }).catch((e) => {
       // The stream ends; the client reconnects with Last-Event-ID.
       deps.log.error("events.failed", { job: job.id }, e);
-      for (const l of r.waiting.splice(0)) l.end();
+      // Those already on a newer moment wait for its render instead.
+      for (const l of r.waiting.splice(0)) if (l.seen === snapshot) l.end();
     });
     return r;
   };
@@ -226,7 +273,9 @@ export function eventRoutes(
     else r.waiting.push(l);
   };
 
-  // Heartbeats: one interval for every stream, running only while any is open.
+  // Heartbeats: one interval for every stream, running only while any is
+  // open. It ticks twice per HEARTBEAT_MS and pings a stream that was sent
+  // nothing over a whole tick, so no stream is silent for longer.
   let beat: ReturnType<typeof setInterval> | undefined;
   const heartbeat = () => {
     for (const l of open) {
@@ -244,7 +293,12 @@ export function eventRoutes(
     // A watched job's record is at hand, or being read for another stream:
     // no KV read per stream when thousands open at once (each read in flight
     // held ~20 KB, BENCH.md). Jobs belong to their session (API.md).
-    const job = deps.hub.latest(id)?.job ?? await jobOf(id);
+    // A final record may be a poll old (ROLE=web) and the job deleted since:
+    // only a live one is taken from the watch.
+    const watched = deps.hub.latest(id)?.job;
+    const job = watched && !FINAL_STATUSES.has(watched.status)
+      ? watched
+      : await jobOf(id);
     if (job?.session !== session) throw notFound();
     // A reconnect after the final event: nothing more will come (204 makes
     // an EventSource stop reconnecting).
@@ -264,13 +318,17 @@ export function eventRoutes(
       end: () => {
         if (!open.delete(l)) return;
         unsubscribe();
+        if (deps.hub.listenersOf(id) === 0) {
+          held.get(id)?.stop.abort(RESCHEDULED);
+          held.delete(id);
+        }
         leave(); // at once: a client that closes one stream may open another
         l.stream.close();
         if (open.size === 0) beat = void clearInterval(beat);
       },
     };
     open.add(l);
-    beat ??= setInterval(heartbeat, HEARTBEAT_MS);
+    beat ??= setInterval(heartbeat, HEARTBEAT_MS / 2);
     if (deps.shutdown.aborted) l.end(); // stopping: the client reconnects elsewhere
     else {
       unsubscribe = deps.hub.subscribe(id, (s) => onSnapshot(l, s));

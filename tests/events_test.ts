@@ -9,7 +9,7 @@ import {
   CROWD,
   PROGRESS_GAP_MS,
   type Sent,
-  worthAnEvent,
+  whenToSend,
 } from "../routes/events.ts";
 import { runToEnd, startApp } from "./_app.ts";
 import { FakeClock } from "./_fakes.ts";
@@ -19,29 +19,53 @@ import { type ApiJobLike, fixture } from "./_server.ts";
 const TICK_MS = 200;
 
 /**
- * Moments of a job as a stream sees them, one every {@link TICK_MS} from 0
- * to `ms`, with `changes` of status (or position) at the given times; what
- * {@link worthAnEvent} lets through to a stream of a job with `streams`.
+ * What {@link whenToSend} lets through to a stream of a job with `streams`,
+ * given the job's moments: a progress write at each of `writes` (ms), and
+ * `changes` of status (or position) at the given times. A moment held back
+ * goes out at its due time unless a newer one comes first, as the route's
+ * timer sends it.
  */
 function paced(
   streams: number,
-  ms: number,
+  writes: number[],
   changes: Map<number, string>,
 ) {
   let last: Sent | null = null;
   let state = "queued|1|";
+  let held: { next: Omit<Sent, "at">; due: number } | null = null;
   const sent: { at: number; state: string }[] = [];
-  const times = new Set<number>(changes.keys());
-  for (let at = 0; at <= ms; at += TICK_MS) times.add(at);
-  for (const at of [...times].sort((a, b) => a - b)) {
+  const send = (next: Omit<Sent, "at">, at: number) => {
+    last = { ...next, at };
+    sent.push({ at, state: next.state });
+  };
+  const times = [...new Set([...writes, ...changes.keys()])].sort((a, b) =>
+    a - b
+  );
+  for (const at of times) {
+    if (held && held.due <= at) send(held.next, held.due);
+    held = null;
     state = changes.get(at) ?? state;
     const next = { signature: `${state}|${at}`, state };
-    if (worthAnEvent(last, next, at, streams)) {
-      last = { ...next, at };
-      sent.push({ at, state });
-    }
+    const when = whenToSend(last, next, at, streams);
+    if (when === "now") send(next, at);
+    else if (when !== null) held = { next, due: when };
   }
+  if (held) send(held.next, held.due);
   return sent;
+}
+
+/** Times from 0 to `ms`, `every` apart. */
+const every = (step: number, ms: number) =>
+  Array.from({ length: Math.floor(ms / step) + 1 }, (_, i) => i * step);
+
+/** The longest gap between events of `state`. */
+function longestGap(sent: { at: number; state: string }[], state: string) {
+  const of = sent.filter((e) => e.state === state);
+  let gap = 0;
+  for (let i = 1; i < of.length; i++) {
+    gap = Math.max(gap, of[i].at - of[i - 1].at);
+  }
+  return { gap, count: of.length };
 }
 
 Deno.test("pace: with a crowd of streams, progress alone goes at least twice a second of the clock, not with every write", () => {
@@ -51,7 +75,7 @@ Deno.test("pace: with a crowd of streams, progress alone goes at least twice a s
     [2_000, "processing|null|"],
     [12_000, "done|null|"],
   ]);
-  const sent = paced(CROWD, 12_000, changes);
+  const sent = paced(CROWD, every(TICK_MS, 12_000), changes);
   const processing = sent.filter((e) => e.state === "processing|null|");
   for (let i = 1; i < processing.length; i++) {
     const gap = processing[i].at - processing[i - 1].at;
@@ -73,21 +97,53 @@ Deno.test("pace: with a crowd of streams, progress alone goes at least twice a s
 });
 
 Deno.test("pace: a change of status or position is never held back, however crowded; a few streams get every progress write", () => {
-  // A change of status 100 ms after an event goes all the same; the
-  // progress write 100 ms after it does not.
+  // A progress write 100 ms after an event is held back; a change of
+  // status 50 ms later goes at once all the same (and carries the progress).
   const changes = new Map([
     [0, "processing|null|"],
-    [100, "failed|null|model_failed"],
+    [100, "processing|null|"],
+    [150, "failed|null|model_failed"],
   ]);
   assert.deepEqual(
-    paced(10 * CROWD, 200, changes).map((e) => e.at),
-    [0, 100],
+    paced(10 * CROWD, [0, 100], changes).map((e) => e.at),
+    [0, 150],
   );
-  const few = paced(CROWD - 1, 2_000, new Map([[0, "processing|null|"]]));
+  const few = paced(
+    CROWD - 1,
+    every(TICK_MS, 2_000),
+    new Map([[0, "processing|null|"]]),
+  );
   assert.equal(few.length, 2_000 / TICK_MS + 1, "every write");
   // Nothing new (the ETA alone moved): no event.
   const last = { signature: "processing|null||40", state: "processing|null|" };
-  assert.equal(worthAnEvent({ ...last, at: 0 }, last, 10_000, 1), false);
+  assert.equal(whenToSend({ ...last, at: 0 }, last, 10_000, 1), null);
+});
+
+Deno.test("pace: a crowded stream gets progress at least twice a second whatever the writes' pace: held-back progress goes out when due", () => {
+  const processing = new Map([[0, "processing|null|"]]);
+  // A web process polls every 250 ms; a busy worker's writes drift; a
+  // write may come alone and the next long after.
+  const jitter = every(TICK_MS, 10_000).map((t, i) =>
+    t + [0, 90, 40, 130][i % 4]
+  );
+  for (
+    const [name, writes] of [
+      ["every 250 ms", every(250, 10_000)],
+      ["every 290 ms", every(290, 10_000)],
+      ["jittered", jitter],
+    ] as const
+  ) {
+    const { gap, count } = longestGap(
+      paced(CROWD, [...writes], processing),
+      "processing|null|",
+    );
+    assert.ok(gap <= PROGRESS_GAP_MS + 1, `${name}: a gap of ${gap} ms`);
+    assert.ok(count >= 2 * 10, `${name}: ${count} events in 10 s`);
+  }
+  // One write 100 ms after an event, then nothing: it goes at 300 ms, not
+  // with a next write that never comes.
+  const alone = paced(CROWD, [0, 100], processing);
+  assert.deepEqual(alone.map((e) => e.at), [0, PROGRESS_GAP_MS]);
 });
 
 Deno.test("events: a reader that takes nothing while the job runs then gets its latest state, not a backlog; another session gets 404 while the job is watched", async () => {
