@@ -11,8 +11,15 @@ import {
   type Sent,
   whenToSend,
 } from "../routes/events.ts";
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { loadConfig } from "../config.ts";
+import { fallbackLogger } from "../log.ts";
+import type { JobHub, JobSnapshot } from "../queue/hub.ts";
+import { QueueView } from "../queue/view.ts";
+import { eventRoutes } from "../routes/events.ts";
+import { importSecret, type SessionEnv } from "../routes/session.ts";
 import { runToEnd, startApp } from "./_app.ts";
-import { FakeClock } from "./_fakes.ts";
+import { FakeClock, queuedJob } from "./_fakes.ts";
 import { type ApiJobLike, fixture } from "./_server.ts";
 
 /** The worker's progress writes: every 200 ms (service.ts, tickMs). */
@@ -181,4 +188,96 @@ Deno.test("events: a reader that takes nothing while the job runs then gets its 
   assert.ok(later.length <= 2, `${later.length} events waited for the reader`);
   assert.equal(later.at(-1)?.status, "done", "the latest state, and the end");
   assert.equal(app.service.hub.listeners, 0);
+});
+
+Deno.test("events: to a crowded job's streams, a held-back progress goes out when due, before the next write", async () => {
+  const clock = new FakeClock();
+  using kv = await Deno.openKv(":memory:");
+  const job = {
+    ...queuedJob(clock.now(), "s1", "192.0.2.1"),
+    status: "processing" as const,
+    startedAt: clock.now(),
+  };
+  // A hub whose moments the test gives, as the job's KV watch would.
+  const listeners = new Set<(s: JobSnapshot) => void>();
+  let latest: JobSnapshot | null = null;
+  const moment = (progress: number, version: string) => {
+    latest = { job, progress: { progress, at: clock.now() }, version };
+    for (const l of listeners) l(latest);
+  };
+  const hub = {
+    subscribe(_id: string, l: (s: JobSnapshot) => void) {
+      listeners.add(l);
+      if (latest) l(latest);
+      return () => void listeners.delete(l);
+    },
+    listenersOf: () => listeners.size,
+    latest: () => latest,
+  } as unknown as JobHub;
+  const shutdown = new AbortController();
+  const app = new OpenAPIHono<SessionEnv>()
+    .use(async (c, next) => {
+      c.set("session", "s1");
+      c.set("client", "192.0.2.1");
+      await next();
+    })
+    .route(
+      "/api/jobs",
+      eventRoutes({
+        kv,
+        clock,
+        queue: new QueueView(kv, { clock }),
+        key: await importSecret(crypto.getRandomValues(new Uint8Array(32))),
+        config: loadConfig({
+          DATA_DIR: "/nonexistent",
+          MAX_STREAMS_PER_CLIENT: String(2 * CROWD),
+        }),
+        hub,
+        shutdown: shutdown.signal,
+        log: fallbackLogger,
+      }),
+    );
+  moment(10, "01");
+  const streams = await Promise.all(
+    Array.from(
+      { length: CROWD },
+      () => app.request(`/api/jobs/${job.id}/events`),
+    ),
+  );
+  const reader = streams[0].body!.getReader();
+  const decoder = new TextDecoder();
+  const next = async () => {
+    const { value } = await reader.read();
+    const m = /^data: (.*)$/m.exec(decoder.decode(value));
+    return JSON.parse(m![1]) as ApiJobLike;
+  };
+  assert.equal((await next()).progress, 10, "at once on connect");
+  // 200 ms on, a write: too soon for a crowded stream, so it is held until
+  // 300 ms after the last event (a timer on the clock).
+  clock.advance(TICK_MS);
+  moment(14, "02");
+  // A watchdog, not a wait: it only turns a missing timer into a failure.
+  let watchdog: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    clock.untilSleeping(1),
+    new Promise((_, reject) => {
+      watchdog = setTimeout(
+        () => reject(new Error("no timer for the held-back progress")),
+        10_000,
+      );
+    }),
+  ]).finally(() => clearTimeout(watchdog));
+  clock.advance(PROGRESS_GAP_MS - TICK_MS);
+  // Had nothing been due, the next write (at 400 ms) would come first.
+  const next400 = setTimeout(() => {
+    clock.advance(TICK_MS);
+    moment(18, "03");
+  }, 0);
+  try {
+    assert.equal((await next()).progress, 14, "the held write, when due");
+  } finally {
+    clearTimeout(next400);
+    shutdown.abort();
+    for (const s of streams) await s.body?.cancel().catch(() => {});
+  }
 });
