@@ -10,6 +10,7 @@ import { fallbackLogger, type Logger } from "../log.ts";
 import type { Clock } from "../queue/clock.ts";
 import { otherStreams, putStreamCount } from "../queue/streams.ts";
 import { tooMany } from "./errors.ts";
+import { InFlight } from "./_in_flight.ts";
 
 /** How long this process's count outlives its last renewal (a crash). */
 export const STREAM_COUNT_TTL_MS = 30_000;
@@ -32,7 +33,19 @@ export class StreamSlots {
   readonly #process = crypto.randomUUID();
   readonly #open = new Map<string, number>();
   readonly #dirty = new Set<string>();
-  readonly #reading = new Map<string, Promise<number>>();
+  /**
+   * The other processes' streams of a client, one KV read at a time per
+   * client: streams that open together (a burst of tabs, a page of jobs)
+   * share the read in flight. A read per stream held a KV operation and its
+   * buffers per waiting request, about 20 KB each at 10,000 at once (BENCH.md).
+   */
+  readonly #others = new InFlight((client: string) => {
+    const at = this.clock.now();
+    return otherStreams(this.kv, client, this.#process, at).then((others) => {
+      this.#known.set(client, { others, at });
+      return others;
+    });
+  });
   /** The last read of {@link otherStreams} per client with streams here. */
   readonly #known = new Map<string, { others: number; at: number }>();
   #flushing: Promise<void> | null = null;
@@ -68,9 +81,9 @@ export class StreamSlots {
     const known = this.#known.get(client);
     const others = known &&
         (this.clock.now() - known.at < OTHERS_FRESH_MS ||
-          this.#reading.has(client))
+          this.#others.has(client))
       ? known.others
-      : await this.#others(client);
+      : await this.#others.get(client);
     if (this.open(client) + others >= this.max) {
       if (this.open(client) === 0) this.#known.delete(client);
       throw this.#refuse();
@@ -82,27 +95,6 @@ export class StreamSlots {
       left = true;
       this.#change(client, -1);
     };
-  }
-
-  /**
-   * The other processes' streams of `client`, one KV read at a time per
-   * client: streams that open together (a burst of tabs, a page of jobs)
-   * share the read in flight. A read per stream held a KV operation and its
-   * buffers per waiting request, about 20 KB each at 10,000 at once (BENCH.md).
-   */
-  #others(client: string): Promise<number> {
-    let reading = this.#reading.get(client);
-    if (!reading) {
-      const at = this.clock.now();
-      reading = otherStreams(this.kv, client, this.#process, at)
-        .then((others) => {
-          this.#known.set(client, { others, at });
-          return others;
-        })
-        .finally(() => this.#reading.delete(client));
-      this.#reading.set(client, reading);
-    }
-    return reading;
   }
 
   #stopRenewing() {

@@ -21,6 +21,7 @@ import type { SessionEnv } from "./session.ts";
 import { errors, JobIdParams, refuse } from "./_openapi.ts";
 import { notFound } from "./errors.ts";
 import { EventStream } from "./_sse.ts";
+import { InFlight } from "./_in_flight.ts";
 import { StreamSlots } from "./_stream_slots.ts";
 import { viewSnapshot } from "./_views.ts";
 
@@ -169,15 +170,7 @@ export function eventRoutes(
   );
   const open = new Set<Listener>();
   /** Job records being read, shared by the streams that open meanwhile. */
-  const reading = new Map<string, Promise<JobRecord | null>>();
-  const jobOf = (id: string) => {
-    let read = reading.get(id);
-    if (!read) {
-      read = getJob(deps.kv, id).finally(() => reading.delete(id));
-      reading.set(id, read);
-    }
-    return read;
-  };
+  const jobs = new InFlight((id: string) => getJob(deps.kv, id));
   const renders = new WeakMap<JobSnapshot, Render>();
   /** Per crowded job, one timer for the progress held back from its streams. */
   const held = new Map<
@@ -306,7 +299,7 @@ export function eventRoutes(
     const watched = deps.hub.latest(id)?.job;
     const job = watched && !FINAL_STATUSES.has(watched.status)
       ? watched
-      : await jobOf(id);
+      : await jobs.get(id);
     if (job?.session !== session) throw notFound();
     // A reconnect after the final event: nothing more will come (204 makes
     // an EventSource stop reconnecting).
