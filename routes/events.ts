@@ -15,7 +15,7 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppDeps } from "./deps.ts";
 import type { JobSnapshot } from "../queue/hub.ts";
-import { finalEventId, getJob, type JobRecord } from "../queue/jobs.ts";
+import { finalEventId, getJob } from "../queue/jobs.ts";
 import { FINAL_STATUSES } from "../shared/api.ts";
 import type { SessionEnv } from "./session.ts";
 import { errors, JobIdParams, refuse } from "./_openapi.ts";
